@@ -1,0 +1,58 @@
+"""Error types. Everything a user can get wrong raises a `UserInputError` subclass.
+
+The CLI turns a `LoralabError` into a one-line message on stderr and exits with `exit_code`
+(2 for bad input, as argparse and typer do for usage errors); anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class LoralabError(Exception):
+    """Base class for errors that loralab reports to the user without a traceback."""
+
+    exit_code: int = 1
+
+
+class UserInputError(LoralabError, ValueError):
+    """Bad input from the user: a file, a name, an option value."""
+
+    exit_code = 2
+
+
+class TaskFormatError(UserInputError):
+    """A task file (BIG-bench JSON, JSONL, CSV) or dataset that does not fit the unified format."""
+
+
+class UnknownNameError(UserInputError):
+    """A name (task, model alias, metric, ...) that is not registered."""
+
+    def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
+        available = sorted(available)
+        close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        shown = ", ".join(available[:12]) + (", ..." if len(available) > 12 else "")
+        super().__init__(f"unknown {kind} {name!r}.{hint} Available: {shown}")
+        self.name = name
+        self.suggestions = close
+
+
+class ConfigError(UserInputError):
+    """A configuration value that is missing, of the wrong type, or impossible."""
+
+
+class ModelLoadError(UserInputError):
+    """A model that cannot be found or loaded as asked."""
+
+
+class DataUnavailableError(LoralabError):
+    """Task data that is not on disk and cannot be downloaded (for example offline)."""
+
+    exit_code = 1
+
+
+class EmptySplitError(UserInputError):
+    """A split with no examples (or a --limit of zero)."""
