@@ -56,3 +56,7 @@ class DataUnavailableError(LoralabError):
 
 class EmptySplitError(UserInputError):
     """A split with no examples (or a --limit of zero)."""
+
+
+class AdapterError(UserInputError):
+    """An adapter directory that is missing files, unsafe to load, or does not fit the base model."""

@@ -1,0 +1,95 @@
+"""High-level Python API: what the CLI calls, for users who prefer code.
+
+    from loralab import load_model, load_task, evaluate
+    lm = load_model("smollm2-135m")
+    out = evaluate(lm.model, lm.tokenizer, load_task("social_iqa"), limit=200)
+
+or, in one call with the provenance record the CLI writes:
+
+    record = loralab.run_eval("smollm2-135m", "social_iqa", limit=200, out="result.json")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from loralab.data import Task, example_record, load_task, write_jsonl
+from loralab.eval.evaluator import Timer, evaluate, result_record
+from loralab.models import LoadedModel, load_model
+from loralab.utils.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+
+def run_eval(
+    model: str | LoadedModel,
+    task: str | Task,
+    *,
+    adapter: str | os.PathLike[str] | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    num_fewshot: int = 0,
+    batch_size: int = 8,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    log_samples: bool = False,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model (optionally with a PEFT adapter) on a task split; return (and write) the result record.
+
+    The task and split are checked before the model loads, and `out` is written atomically only when
+    the evaluation finished, so a bad input or an interruption never leaves a partial result.
+    """
+    task_obj = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
+    task_obj.split(split, limit)  # fail on an empty split before loading any model
+    if num_fewshot < 0:
+        from loralab.errors import UserInputError
+
+        raise UserInputError(f"--num-fewshot must be >= 0, got {num_fewshot}")
+    lm = model if isinstance(model, LoadedModel) else load_model(
+        model, device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    net = lm.model
+    if adapter is not None:
+        from loralab.adapters import attach_adapter
+
+        net = attach_adapter(net, adapter, allow_pickle=allow_pickle)
+    with Timer() as timer:
+        output = evaluate(net, lm.tokenizer, task_obj, split=split, limit=limit, num_fewshot=num_fewshot,
+                          batch_size=batch_size, log_samples=log_samples, progress=progress)
+    extra = {
+        "adapter": str(adapter) if adapter is not None else None,
+        "model_source": lm.source,
+        "model_revision": lm.revision,
+        "limit": limit,
+        "num_fewshot": num_fewshot,
+        "device": str(next(net.parameters()).device),
+    }
+    record = result_record(model_name=lm.name, task=task_obj, split=split, output=output,
+                           seconds=timer.seconds, extra=extra)
+    if out is not None:
+        atomic_write_json(out, record)
+        logger.info("wrote %s", out)
+    return record
+
+
+def export_task(
+    task: str | Task,
+    out: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    num_fewshot: int = 0,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> int:
+    """Write the rendered examples of a split as a unified-format JSONL (exactly the scored strings)."""
+    task_obj = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
+    examples = task_obj.split(split, limit)
+    records = [example_record(task_obj, ex, task_obj.prompt(ex, task_obj.fewshot_examples(ex, num_fewshot)))
+               for ex in examples]
+    return write_jsonl(Path(out), records)

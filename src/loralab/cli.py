@@ -1,0 +1,190 @@
+"""The `loralab` command: a thin shell over the Python API (`loralab.api`, `loralab.data`, ...)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loralab.errors import LoralabError
+
+app = typer.Typer(help="loralab: multi-task LoRA libraries, LoRA-MoE methods and one evaluation protocol.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+tasks_app = typer.Typer(help="The standard task suite.", no_args_is_help=True)
+data_app = typer.Typer(help="Export task data in the unified format.", no_args_is_help=True)
+models_app = typer.Typer(help="Model aliases.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with bigbench/ and gsm8k/ "
+                    "(default: $LORALAB_DATA_DIR, else downloaded once into the cache).")]
+Split = Annotated[str, typer.Option(help="train, validation, test or all.")]
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "filelock", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def version() -> None:
+    """Print the loralab version."""
+    from loralab import __version__
+
+    out.print(__version__)
+
+
+@tasks_app.command("ls")
+def tasks_ls(domain: Annotated[Optional[str], typer.Option(help="Only tasks of this domain tag.")] = None) -> None:
+    """List the suite: name, domain tag, source and a one-line description."""
+    from loralab.data.suite import DOMAINS, SUITE, suite_names
+
+    if domain is not None and domain not in DOMAINS:
+        raise _usage(f"--domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
+    table = Table(title=f"loralab suite ({len(suite_names(domain))} tasks)")
+    for col in ("task", "domain", "source", "description"):
+        table.add_column(col)
+    for name in suite_names(domain):
+        t = SUITE[name]
+        table.add_row(name, t.domain, f"{t.source}:{t.path}", t.description)
+    out.print(table)
+
+
+@tasks_app.command("show")
+def tasks_show(
+    name: Annotated[str, typer.Argument(help="Suite name, BIG-bench task.json/dir, .jsonl, .csv or task .yaml.")],
+    n: Annotated[int, typer.Option("-n", help="How many examples to print.")] = 3,
+    split: Split = "test",
+    num_fewshot: Annotated[int, typer.Option(help="Few-shot demonstrations in the prompt.")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Print a task's description, split sizes and a few rendered examples."""
+    from loralab.data import load_task
+
+    task = load_task(name, data_dir=data_dir)
+    examples = task.split(split, n)
+    sizes = {s: sum(ex.split == s for ex in task.examples) for s in ("train", "validation", "test")}
+    out.print(f"[bold]{task.name}[/bold] ({task.kind}, metric {task.metric}, domain {task.domain})")
+    out.print(f"{task.description}\nsource: {task.source}\nsplit sizes: {sizes}\n")
+    for ex in examples:
+        out.rule(f"example {ex.id}")
+        out.print(repr(task.prompt(ex, task.fewshot_examples(ex, num_fewshot))), markup=False)
+        if ex.choices:
+            for i, c in enumerate(ex.choices):
+                out.print(f"  {'*' if i in ex.answers else ' '} [{i}] {c!r}", markup=False)
+        else:
+            out.print(f"  targets: {list(ex.targets)!r}", markup=False)
+
+
+@models_app.command("ls")
+def models_ls() -> None:
+    """List model aliases (a hub id or a local directory works too)."""
+    from loralab.models import model_aliases
+
+    table = Table(title="model aliases")
+    table.add_column("alias")
+    table.add_column("description")
+    for alias, desc in model_aliases().items():
+        table.add_row(alias, desc)
+    out.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="Alias (loralab models ls), local directory or hub id.")],
+    task: Annotated[str, typer.Option(help="Suite name, BIG-bench task.json/dir, unified .jsonl/.csv or task .yaml.")],
+    adapter: Annotated[Optional[Path], typer.Option(help="PEFT adapter directory to apply.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N examples of the split (by id).")] = None,
+    split: Split = "test",
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the result JSON here (atomically).")] = None,
+    num_fewshot: Annotated[int, typer.Option(help="Few-shot demonstrations from the train split.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 8,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
+    log_samples: Annotated[bool, typer.Option(help="Keep per-example outputs in the result JSON.")] = False,
+    allow_pickle: Annotated[bool, typer.Option(help="Allow pickle (.bin) weights. Only for files you trust.")] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="Run model code from the hub. Only for repos you trust.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Evaluate a model (and optional adapter) on a task: acc/acc_norm/acc_ppl or exact_match."""
+    from loralab.api import run_eval
+
+    if batch_size < 1:
+        raise _usage(f"--batch-size must be >= 1, got {batch_size}")
+    record = run_eval(model, task, adapter=adapter, split=split, limit=limit, num_fewshot=num_fewshot,
+                      batch_size=batch_size, data_dir=data_dir, device=device, log_samples=log_samples,
+                      allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, out=out_file)
+    table = Table(title=f"{record['model']} on {record['task']} ({record['split']}, n={record['n']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("stderr", justify="right")
+    for key, value in record["metrics"].items():
+        if not key.endswith("_stderr"):
+            table.add_row(key, f"{value:.4f}", f"{record['metrics'].get(key + '_stderr', float('nan')):.4f}")
+    out.print(table)
+    if out_file is not None:
+        err.print(f"wrote {out_file}")
+
+
+@data_app.command("export")
+def data_export(
+    task: Annotated[str, typer.Argument(help="Suite name or task file.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Output .jsonl (unified format).")],
+    split: Split = "test",
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N examples (by id).")] = None,
+    num_fewshot: Annotated[int, typer.Option(help="Few-shot demonstrations baked into each prompt.")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Write rendered examples (prompt, choices, answer_index or targets) that any harness can score."""
+    from loralab.api import export_task
+
+    n = export_task(task, out_file, split=split, limit=limit, num_fewshot=num_fewshot, data_dir=data_dir)
+    err.print(f"wrote {n} examples to {out_file}")
+
+
+def _usage(message: str) -> LoralabError:
+    from loralab.errors import UserInputError
+
+    return UserInputError(message)
+
+
+def main() -> None:
+    """Console entry point: user mistakes become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except LoralabError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,25 @@
+"""Rich progress bars on stderr, so stdout stays clean for results."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """Yield `advance(n)`; shows a bar when enabled and stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda n=1: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=_console, transient=False) as progress:
+        task_id = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task_id, n)
