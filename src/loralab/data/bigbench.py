@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def load_bigbench_task(path: str | Path, *, kind: str | None = None, name: str |
         kind=task_kind,  # type: ignore[arg-type]
         examples=examples,
         metric="acc" if task_kind == "multiple_choice" else "exact_match",
-        generation=_generation_spec(first),
+        generation=_generation_spec(first, parts[0][0]),
         fewshot_separator=str(first.get("few_shot_example_separator", _DEFAULTS["few_shot_example_separator"])),
         description=str(first.get("description", "")),
         source=str(path),
@@ -111,7 +112,9 @@ def _task_files(path: Path) -> list[Path]:
 
 def _infer_kind(data: Mapping[str, Any], where: Path) -> str:
     preferred = data.get("preferred_score")
-    examples = data.get("examples") or []
+    examples = data.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise TaskFormatError(f"{where}: 'examples' must be a non-empty list")
     has_scores = bool(examples) and all(isinstance(e, dict) and "target_scores" in e for e in examples)
     if preferred in _MC_SCORES and has_scores:
         return "multiple_choice"
@@ -122,9 +125,18 @@ def _infer_kind(data: Mapping[str, Any], where: Path) -> str:
     raise TaskFormatError(f"{where}: cannot tell the task kind: examples need 'target_scores' or 'target'")
 
 
-def _generation_spec(data: Mapping[str, Any]) -> GenerationSpec:
+def _generation_spec(data: Mapping[str, Any], where: Path) -> GenerationSpec:
     regex = data.get("output_regex")
     stop = data.get("stop_string")
+    for key, value in (("output_regex", regex), ("stop_string", stop)):
+        if value is not None and not isinstance(value, str):
+            raise TaskFormatError(f"{where}: {key} must be a string, got {value!r:.60}")
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise TaskFormatError(f"{where}: output_regex is not a valid regular expression ({exc}): {regex!r}") \
+                from None
     if regex is None and stop is None:
         regex = DEFAULT_OUTPUT_REGEX
     return GenerationSpec(max_new_tokens=32, stop=(stop,) if stop else (), answer_regex=regex)

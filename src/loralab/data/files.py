@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -37,7 +38,8 @@ MAX_FIELD_CHARS = 200_000  # a prompt longer than this is a broken file, not a t
 def load_jsonl_task(path: str | Path, *, name: str | None = None) -> Task:
     path = Path(path)
     records = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also breaks at U+2028, U+0085, ..., which JSON leaves unescaped.
+    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -50,7 +52,8 @@ def load_jsonl_task(path: str | Path, *, name: str | None = None) -> Task:
 
 def load_csv_task(path: str | Path, *, name: str | None = None) -> Task:
     path = Path(path)
-    reader = csv.DictReader(_read_text(path).splitlines())
+    # newline="": the csv module must see the line endings itself, or quoted cells with newlines break.
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
     records = []
     for rowno, row in enumerate(reader, start=2):
         where = f"{path}:{rowno}"

@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+from loralab.data.files import _read_text
 from loralab.data.schema import Example, GenerationSpec, Task
 from loralab.data.split import assign_split, content_id
 from loralab.errors import TaskFormatError
@@ -31,7 +32,7 @@ def load_gsm8k_task(path: str | Path, *, name: str = "gsm8k") -> Task:
     path = Path(path)
     examples = []
     seen = set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"

@@ -62,9 +62,9 @@ def load_hf_task(
     kind = "multiple_choice" if choices is not None else "generation"
     examples: list[Example] = []
     rows = [(split, row) for split, ds_split in available.items() for row in dataset[ds_split]]
-    if not available:
+    if not available or len(list(dataset)) == 1:
         only = list(dataset)
-        logger.info("%s has no %s split; splitting its %s deterministically", path, list(mapping.values()), only)
+        logger.info("%s has no %s splits; splitting its %s deterministically", path, list(mapping.values()), only)
         rows = [(None, row) for ds_split in only for row in dataset[ds_split]]
     for i, (split, row) in enumerate(rows):
         where = f"{path}[{i}]"
@@ -113,6 +113,9 @@ def _render(template: str, row: Mapping[str, Any], where: str) -> str:
         text = template.format(**row)
     except KeyError as exc:
         raise TaskFormatError(f"{where}: prompt template uses {{{exc.args[0]}}}, not a column; columns: {sorted(row)}") from None
+    except (IndexError, ValueError, AttributeError) as exc:
+        raise TaskFormatError(f"{where}: prompt template {template!r:.60} is not a valid format template ({exc})") \
+            from None
     if not text.strip():
         raise TaskFormatError(f"{where}: prompt renders empty")
     return text

@@ -81,7 +81,11 @@ def load_task_config(path: str | os.PathLike[str]) -> Task:
     """A declarative task YAML: `source` + `path` (+ column mapping for Hugging Face datasets)."""
     path = Path(path)
     try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        cfg = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise TaskFormatError(f"task config does not exist: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise TaskFormatError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise TaskFormatError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(cfg, Mapping):

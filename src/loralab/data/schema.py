@@ -95,8 +95,9 @@ class GenerationSpec:
     strict_regex: str | None = None
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise TaskFormatError(f"generation.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        tokens = self.max_new_tokens
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise TaskFormatError(f"generation.max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if self.answer_pick not in ("first", "last"):
             raise TaskFormatError(f"generation.answer_pick must be 'first' or 'last', got {self.answer_pick!r}")
         if self.normalize not in ("strip", "number"):
@@ -129,6 +130,8 @@ def _check_regex(name: str, pattern: str | None) -> None:
 
     if pattern is None:
         return
+    if not isinstance(pattern, str):
+        raise TaskFormatError(f"{name} must be a string, got {pattern!r:.60}")
     try:
         re.compile(pattern)
     except re.error as exc:
@@ -203,6 +206,10 @@ def validate_example(ex: Example, kind: str, where: str) -> None:
     at = f"{where}, example {ex.id!r}"
     if not isinstance(ex.body, str) or not ex.prompt.strip():
         raise TaskFormatError(f"{at}: prompt must be a non-empty string")
+    # json.loads accepts an escaped lone surrogate ("\\ud800"); such text cannot be tokenized or written as UTF-8.
+    for what, texts in (("id", (ex.id,)), ("prompt", (ex.prompt,)), ("choice", ex.choices), ("target", ex.targets)):
+        if any(isinstance(t, str) and not _is_unicode(t) for t in texts):
+            raise TaskFormatError(f"{at}: the {what} contains a lone surrogate (\\uD800-\\uDFFF), not valid Unicode")
     if ex.split not in SPLITS:
         raise TaskFormatError(f"{at}: split must be one of {SPLITS}, got {ex.split!r}")
     if kind == "multiple_choice":
@@ -217,3 +224,11 @@ def validate_example(ex: Example, kind: str, where: str) -> None:
             raise TaskFormatError(f"{at}: answer index {bad[0]} out of range 0..{len(ex.choices) - 1}")
     elif not ex.targets or any(not isinstance(t, str) for t in ex.targets):
         raise TaskFormatError(f"{at}: a generation example needs at least one target string")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

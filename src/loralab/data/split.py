@@ -24,11 +24,12 @@ _SALT = "loralab-split-v1:"
 def content_id(content: Any) -> str:
     """A 16-hex-digit id from the canonical JSON of `content` (key order does not matter)."""
     canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    # surrogatepass: a lone surrogate (from a JSON escape) must not crash hashing; validation rejects it later.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def assign_split(example_id: str) -> str:
-    u = int(hashlib.sha256((_SALT + example_id).encode("utf-8")).hexdigest()[:16], 16) / 2**64
+    u = int(hashlib.sha256((_SALT + example_id).encode("utf-8", "surrogatepass")).hexdigest()[:16], 16) / 2**64
     if u < SPLIT_FRACTIONS["train"]:
         return "train"
     if u < SPLIT_FRACTIONS["train"] + SPLIT_FRACTIONS["validation"]:
