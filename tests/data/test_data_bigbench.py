@@ -475,3 +475,19 @@ def test_id_depends_on_content_not_position(tmp_path: Path) -> None:
     assert only(one).id in {ex.id for ex in two.examples}
     other_task = load_bigbench_task(write_task(tmp_path / "three", gen_task(name="other")))
     assert only(other_task).id != only(one).id  # the task name is part of the id
+
+
+def test_format_overrides_change_prompt_not_ids(tmp_path):
+    from loralab.data import load_bigbench_task
+    from loralab.errors import TaskFormatError
+
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps({"name": "t", "preferred_score": "multiple_choice_grade", "examples": [
+        {"input": "Pick one.", "target_scores": {"yes": 1, "no": 0}}]}), encoding="utf-8")
+    listed = load_bigbench_task(path).examples[0]
+    cloze = load_bigbench_task(path, format_overrides={"append_choices_to_input": False}).examples[0]
+    assert listed.prompt.count("\n  choice: ") == 2
+    assert cloze.prompt == "\nQ: Pick one.\nA: "
+    assert cloze.id == listed.id and cloze.split == listed.split
+    with pytest.raises(TaskFormatError, match="format_overrides"):
+        load_bigbench_task(path, format_overrides={"append_choice_to_input": False})

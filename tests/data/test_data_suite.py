@@ -92,9 +92,14 @@ def test_suite_has_40_tasks(loaded: dict) -> None:
 @pytest.mark.data
 @needs_data
 def test_real_task_formats(loaded: dict) -> None:
-    # logic_grid_puzzle has append_choices_to_input: "false" (a string), which BIG-bench treats as true.
-    ex = loaded["logic_grid_puzzle"].split("test")[0]
+    # logic_grid_puzzle has append_choices_to_input: "false" (a string), which BIG-bench treats as true;
+    # read as BIG-bench renders it (bigbench:...), the choices are listed ...
+    ex = load_task("bigbench:logic_grid_puzzle").split("test")[0]
     assert all("\n  choice: " + c in ex.prompt for c in ex.choices)
+    # ... while the suite scores multiple choice as cloze (SUITE_FORMAT): no choice list, same ids.
+    suite_ex = loaded["logic_grid_puzzle"].split("test")[0]
+    assert suite_ex.id == ex.id and "choice: " not in suite_ex.prompt
+    assert all("choice: " not in e.prompt for t in loaded.values() for e in t.examples[:50])
     # parsinlu_qa's empty choices are dropped.
     assert all("" not in e.choices for e in loaded["parsinlu_qa"].examples)
     # arithmetic: default prefixes, output_regex from the file.

@@ -64,9 +64,23 @@ def read_json_file(path: Path) -> Any:
         raise TaskFormatError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
 
-def load_bigbench_task(path: str | Path, *, kind: str | None = None, name: str | None = None) -> Task:
-    """Load a BIG-bench task from a `task.json` file or a task directory (with or without subtasks)."""
+def load_bigbench_task(
+    path: str | Path,
+    *,
+    kind: str | None = None,
+    name: str | None = None,
+    format_overrides: Mapping[str, Any] | None = None,
+) -> Task:
+    """Load a BIG-bench task from a `task.json` file or a task directory (with or without subtasks).
+
+    `format_overrides` replaces prompt-format fields of the file (keys of the table above, e.g.
+    `{"append_choices_to_input": False}`); example ids and splits do not depend on it.
+    """
     path = Path(path)
+    overrides = dict(format_overrides or {})
+    unknown = set(overrides) - set(_DEFAULTS)
+    if unknown:
+        raise TaskFormatError(f"format_overrides: unknown field(s) {sorted(unknown)}; allowed: {sorted(_DEFAULTS)}")
     files = _task_files(path)
     parts = [(f, read_json_file(f)) for f in files]
     for f, data in parts:
@@ -78,13 +92,13 @@ def load_bigbench_task(path: str | Path, *, kind: str | None = None, name: str |
     seen: set[str] = set()
     for f, data in parts:
         subtask = str(data.get("name", f.parent.name)) if len(parts) > 1 else None
-        for ex in _read_examples(f, data, task_kind, subtask):
+        for ex in _read_examples(f, {**data, **overrides}, task_kind, subtask):
             if ex.id not in seen:
                 seen.add(ex.id)
                 examples.append(ex)
     n_raw = sum(len(d.get("examples", [])) for _, d in parts)
     if n_raw != len(examples):
-        logger.info("%s: dropped %d duplicate examples", path, n_raw - len(examples))
+        logger.debug("%s: dropped %d duplicate examples", path, n_raw - len(examples))
     return Task(
         name=name or str(first.get("name", path.stem)),
         kind=task_kind,  # type: ignore[arg-type]

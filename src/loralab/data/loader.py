@@ -14,7 +14,7 @@ from loralab.data.files import load_csv_task, load_jsonl_task
 from loralab.data.gsm8k import load_gsm8k_task
 from loralab.data.hf import load_hf_task
 from loralab.data.schema import TASK_KINDS, GenerationSpec, Task
-from loralab.data.suite import SUITE, suite_task
+from loralab.data.suite import SUITE, SUITE_FORMAT, suite_task
 from loralab.errors import TaskFormatError, UnknownNameError
 
 _YAML_KEYS = {
@@ -57,7 +57,8 @@ def _load_suite(name: str, data_dir: str | os.PathLike[str] | None, kind: str | 
     if entry.source == "gsm8k":
         task = load_gsm8k_task(gsm8k_file(data_dir), name=name)
     else:
-        task = load_bigbench_task(bigbench_task_dir(entry.path, data_dir), kind=kind, name=name)
+        task = load_bigbench_task(bigbench_task_dir(entry.path, data_dir), kind=kind, name=name,
+                                  format_overrides=SUITE_FORMAT)
     task.description = entry.description
     task.domain = entry.domain
     task.source = f"{entry.source}:{entry.path}"

@@ -1,5 +1,12 @@
 """The standard suite: 40 named tasks (39 from BIG-bench 1.0.0, plus GSM8K) with a domain tag each.
 
+Prompt format: BIG-bench's own fields (prefixes, output regex, ...), except that multiple-choice
+questions are scored as *cloze*: the choices are not listed in the prompt (`append_choices_to_input`
+false), which is how lm-evaluation-harness and OpenCompass's PPL inferencer score multiple choice by
+likelihood. Listing them puts a 135M model at chance on social_iqa (acc 0.329 on 1,000 examples,
+chance 0.333) and cloze does not (see README). `bigbench:<task>` or the path to a `task.json` reads a
+task exactly as BIG-bench renders it.
+
 Domain tags (commonsense, math, logic, nli, sentiment, knowledge, language, reading) feed the manual
 (task-relevance) LoRA selection. Task data comes from `loralab.data.sources` (a data directory, or
 the PyPI packages downloaded once into the cache).
@@ -11,6 +18,7 @@ from dataclasses import dataclass
 
 from loralab.errors import UnknownNameError
 
+SUITE_FORMAT = {"append_choices_to_input": False}
 DOMAINS = ("commonsense", "math", "logic", "nli", "sentiment", "knowledge", "language", "reading")
 
 
