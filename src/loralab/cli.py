@@ -18,12 +18,15 @@ app = typer.Typer(help="loralab: multi-task LoRA libraries, LoRA-MoE methods and
 tasks_app = typer.Typer(help="The standard task suite.", no_args_is_help=True)
 data_app = typer.Typer(help="Export task data in the unified format.", no_args_is_help=True)
 models_app = typer.Typer(help="Model aliases.", no_args_is_help=True)
+library_app = typer.Typer(help="LoRA libraries: one adapter per (model, task).", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(library_app, name="library")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 
-out = Console()
-err = Console(stderr=True)
+# Wide when piped (rich would fold tables to 80 columns), the terminal's width otherwise.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with bigbench/ and gsm8k/ "
                     "(default: $LORALAB_DATA_DIR, else downloaded once into the cache).")]
@@ -151,6 +154,82 @@ def data_export(
 
     n = export_task(task, out_file, split=split, limit=limit, num_fewshot=num_fewshot, data_dir=data_dir)
     err.print(f"wrote {n} examples to {out_file}")
+
+
+@library_app.command("build")
+def library_build(
+    model: Annotated[str, typer.Option(help="Alias, local directory or hub id of the base model.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks (suite names or task files).")],
+    out: Annotated[Path, typer.Option(help="Library folder (created if missing; finished adapters are skipped).")],
+    config: Annotated[Optional[Path], typer.Option(help="YAML of shared hyperparameters (LoRAHparams fields).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Override max_steps for every adapter.")] = None,
+    eval_limit: Annotated[int, typer.Option(help="Evaluate base and adapter on the first N eval examples (0: skip).")] = 200,
+    eval_split: Split = "test",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ... (default: best available).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train one LoRA per task with one shared set of hyperparameters, into a PEFT-format library."""
+    from loralab.library import build_library, load_hparams
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names:
+        raise _usage("--tasks must name at least one task")
+    if eval_limit < 0:
+        raise _usage(f"--eval-limit must be >= 0, got {eval_limit}")
+    hp = load_hparams(config, max_steps=max_steps)
+    entries = build_library(model, names, out, hparams=hp, eval_split=eval_split, eval_limit=eval_limit or 0,
+                            data_dir=data_dir, device=device)
+    _print_library(entries, f"library {out}")
+
+
+@library_app.command("ls")
+def library_ls(
+    library: Annotated[Path, typer.Argument(help="Library folder.")],
+    model: Annotated[Optional[str], typer.Option(help="Only adapters of this model.")] = None,
+) -> None:
+    """Show the library as a table: task, domain, model, rank, steps, and base vs adapter score."""
+    from loralab.library import Library, model_slug
+
+    if not library.is_dir():
+        raise _usage(f"library folder does not exist: {library}")
+    entries = Library(library).entries(model_slug(model) if model else None)
+    _print_library(entries, f"library {library} ({len(entries)} adapters)")
+
+
+@library_app.command("add")
+def library_add(
+    library: Annotated[Path, typer.Argument(help="Library folder.")],
+    adapter: Annotated[Path, typer.Option(help="PEFT LoRA directory to import.")],
+    task: Annotated[str, typer.Option(help="The task this adapter is for (suite name or task file).")],
+    model: Annotated[Optional[str], typer.Option(help="Base model (default: the library's only model).")] = None,
+    allow_pickle: Annotated[bool, typer.Option(help="Accept adapter_model.bin (pickle). Only if you trust it.")] = False,
+    eval_limit: Annotated[int, typer.Option(help="Evaluate base and adapter on N examples (0: skip).")] = 0,
+    eval_split: Split = "test",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ...")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Import an existing PEFT LoRA after checking that it fits the base model (modules, shapes, rank)."""
+    from loralab.library import import_adapter
+
+    entry = import_adapter(library, adapter, task, model=model, allow_pickle=allow_pickle, eval_split=eval_split,
+                           eval_limit=eval_limit, data_dir=data_dir, device=device)
+    err.print(f"added {entry.task} ({entry.model}) to {library}")
+
+
+def _print_library(entries, title: str) -> None:
+    table = Table(title=title)
+    for col in ("task", "domain", "model", "origin", "rank", "steps", "train loss", "metric", "base", "adapter", "delta"):
+        table.add_column(col, justify="right" if col in ("rank", "steps", "train loss", "base", "adapter", "delta") else "left")
+    for e in entries:
+        ev = e.metrics.get("eval", {})
+        metric = ev.get("metric", "")
+        base, ada = ev.get("base", {}).get(metric), ev.get("adapter", {}).get(metric)
+        fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+        delta = f"{ada - base:+.3f}" if base is not None and ada is not None else ""
+        table.add_row(e.task, e.domain, e.model, e.origin, str(e.hparams.get("rank", "")),
+                      str(e.metrics.get("train_steps", "")), fmt(e.metrics.get("train_loss")),
+                      f"{metric} ({ev.get('split', '')}, n={ev.get('n', '')})" if metric else "", fmt(base), fmt(ada), delta)
+    out.print(table)
 
 
 def _usage(message: str) -> LoralabError:

@@ -35,6 +35,25 @@ class ChoiceScores:
     n_tokens: list[int]
 
 
+def encode_pair(tokenizer, context: str, continuation: str, prefix_token_id: int) -> tuple[list[int], list[int]]:
+    """lm-eval's split of context+continuation into tokens (also used to build training examples)."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    if not context:
+        return [prefix_token_id], tokenizer.encode(continuation, add_special_tokens=False)
+    whole = tokenizer.encode(context + continuation, add_special_tokens=False)
+    ctx = tokenizer.encode(context, add_special_tokens=False)
+    return ctx, whole[len(ctx):]
+
+
+def prefix_token_id(tokenizer) -> int:
+    """The token lm-eval puts before an empty context: BOS, else EOS."""
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return prefix if prefix is not None else 0
+
+
 class LoglikScorer:
     """Scores continuations of a prompt with a causal LM.
 
@@ -50,22 +69,10 @@ class LoglikScorer:
         config = getattr(model, "config", None)
         self.max_length = max_length or int(getattr(config, "max_position_embeddings", 2048) or 2048)
         self.device = next(model.parameters()).device
-        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        self.prefix_token_id = prefix if prefix is not None else 0
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        self.prefix_token_id = prefix_token_id(tokenizer)
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        if not context:
-            return [self.prefix_token_id], self.encode(continuation)
-        whole = self.encode(context + continuation)
-        ctx = self.encode(context)
-        return ctx, whole[len(ctx):]
+        return encode_pair(self.tokenizer, context, continuation, self.prefix_token_id)
 
     @torch.inference_mode()
     def score(self, context: str, choices: Sequence[str]) -> ChoiceScores:

@@ -1,0 +1,129 @@
+"""Build a LoRA library: one adapter per task, all with the same hyperparameters; and import PEFT LoRAs."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loralab.data import Task, load_task
+from loralab.errors import UserInputError
+from loralab.library.hparams import LoRAHparams
+from loralab.library.store import AdapterEntry, Library, check_name, model_slug
+from loralab.models import LoadedModel, find_linear_targets, load_model
+from loralab.utils.io import atomic_dir
+
+logger = logging.getLogger(__name__)
+
+
+def lora_config(model, hp: LoRAHparams):
+    """The PEFT LoraConfig of the library's hyperparameters; targets found by module type."""
+    from peft import LoraConfig
+
+    targets = find_linear_targets(model) if hp.target_modules == "all-linear" else list(hp.target_modules)
+    return LoraConfig(r=hp.rank, lora_alpha=hp.alpha, lora_dropout=hp.dropout, target_modules=targets,
+                      task_type="CAUSAL_LM", bias="none")
+
+
+def data_hash(examples) -> str:
+    """SHA-256 over the (content-derived) ids of the training examples, in order."""
+    return hashlib.sha256("\n".join(ex.id for ex in examples).encode()).hexdigest()
+
+
+def build_library(
+    model: str | LoadedModel,
+    tasks: Sequence[str | Task],
+    out: str | os.PathLike[str],
+    *,
+    hparams: LoRAHparams | None = None,
+    eval_split: str = "test",
+    eval_limit: int | None = 200,
+    evaluate_base: bool = True,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> list[AdapterEntry]:
+    """Train one LoRA per task (skipping tasks already in the library) and return every entry built or found.
+
+    All tasks are loaded and checked before any training starts. Each adapter is trained on the task's
+    train split, evaluated with and without the adapter on `eval_split` (first `eval_limit` examples),
+    and moved into the library in one rename.
+    """
+    hp = hparams or LoRAHparams()
+    task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
+    names = [check_name("task", t.name) for t in task_objs]
+    if len(set(names)) != len(names):
+        raise UserInputError(f"--tasks lists a task twice: {names}")
+    for t in task_objs:
+        t.split("train")
+        if eval_limit != 0:
+            t.split(eval_split, eval_limit)
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+    slug = model_slug(lm.name)
+    lib = Library(out)
+    built = []
+    for i, task in enumerate(task_objs, start=1):
+        if lib.has(slug, task.name):
+            logger.info("[%d/%d] %s: already in the library, skipped", i, len(task_objs), task.name)
+            built.append(lib.get(slug, task.name, verify=False))
+            continue
+        logger.info("[%d/%d] %s: training", i, len(task_objs), task.name)
+        built.append(_build_one(lm, task, lib, slug, hp, eval_split, eval_limit, evaluate_base, progress))
+        lib.refresh_manifest()
+    lib.refresh_manifest()
+    return built
+
+
+def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHparams, eval_split: str,
+               eval_limit: int | None, evaluate_base: bool, progress: bool) -> AdapterEntry:
+    from peft import get_peft_model
+    from transformers import set_seed
+
+    from loralab.library.trainer import train_adapter, training_features
+    from loralab.utils.env import git_hash, package_versions
+
+    start = time.perf_counter()
+    set_seed(hp.seed)
+    peft_model = get_peft_model(lm.model, lora_config(lm.model, hp))
+    try:
+        train_examples = task.split("train")
+        features = training_features(task, lm.tokenizer, hp, train_examples)
+        work = lib.work_dir(slug, task.name)
+        stats = train_adapter(peft_model, lm.tokenizer, features, hp, work, description=task.name, progress=progress)
+        metrics: dict[str, Any] = {"train_loss": stats.train_loss, "train_steps": stats.steps,
+                                   "train_examples": stats.examples, "train_seconds": round(stats.seconds, 2)}
+        if eval_limit != 0:
+            metrics["eval"] = _evaluate(peft_model, lm.tokenizer, task, eval_split, eval_limit, evaluate_base, progress)
+        entry = AdapterEntry(
+            task=task.name, model=lm.name, model_slug=slug, domain=task.domain, origin="trained",
+            model_source=lm.source, model_revision=lm.revision, hparams=hp.to_dict(), metrics=metrics,
+            data_hash=data_hash(train_examples[: hp.max_train_examples]),
+            versions=package_versions(), git_hash=git_hash(),
+        )
+        with atomic_dir(lib.adapter_dir(slug, task.name)) as tmp:
+            peft_model.save_pretrained(str(tmp), safe_serialization=True)
+            entry.seconds = round(time.perf_counter() - start, 2)
+            lib.write_entry(tmp, entry)
+        shutil.rmtree(work, ignore_errors=True)
+        entry.path = lib.adapter_dir(slug, task.name)
+        return entry
+    finally:
+        lm.model = peft_model.unload()  # the base model without LoRA layers, for the next task
+
+
+def _evaluate(peft_model, tokenizer, task: Task, split: str, limit: int | None, evaluate_base: bool,
+              progress: bool) -> dict[str, Any]:
+    from loralab.eval import evaluate
+
+    result: dict[str, Any] = {"split": split, "limit": limit, "metric": task.metric}
+    result["adapter"] = evaluate(peft_model, tokenizer, task, split=split, limit=limit, progress=progress).metrics
+    if evaluate_base:
+        with peft_model.disable_adapter():
+            result["base"] = evaluate(peft_model, tokenizer, task, split=split, limit=limit, progress=progress).metrics
+    result["n"] = len(task.split(split, limit))
+    return result

@@ -1,0 +1,163 @@
+"""The on-disk LoRA library: one PEFT adapter per (model, task), and a manifest.
+
+    LIB/
+      manifest.json                    index of every adapter (rebuilt from the entries below)
+      <model>/<task>/adapter_config.json, adapter_model.safetensors   plain PEFT format
+      <model>/<task>/loralab.json      the entry: task, domain, model and revision, hyperparameters,
+                                       metrics, data hash, time, versions, SHA-256 of every file
+      .work/<model>/<task>/            trainer checkpoints of an adapter still being trained
+
+An adapter directory appears in one rename once it is complete, so an interrupted build never leaves a
+half-written adapter; each `loralab.json` is the source of truth and the manifest is rebuilt from them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loralab.errors import AdapterError, UserInputError
+from loralab.utils.io import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "loralab-library/1"
+ENTRY_FILE = "loralab.json"
+MANIFEST_FILE = "manifest.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """A task or model name that is safe as one path component (no separators, no leading dot)."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise UserInputError(f"{kind} name {name!r} cannot name a library folder: use letters, digits, '_', '-', "
+                             "'.' (not leading), at most 128 characters")
+    return name
+
+
+def model_slug(model: str) -> str:
+    """Folder name for a model: an alias or hub id as written ('/' -> '--'); a local dir by name + path hash."""
+    path = Path(model).expanduser()
+    if path.exists():
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        return check_name("model", f"{path.resolve().name}-{digest}")
+    return check_name("model", model.replace("/", "--"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class AdapterEntry:
+    """One library adapter and what is known about it (the content of its `loralab.json`)."""
+
+    task: str
+    model: str
+    model_slug: str
+    domain: str = "general"
+    origin: str = "trained"
+    model_source: str | None = None
+    model_revision: str | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_hash: str | None = None
+    created: str = ""
+    seconds: float | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    git_hash: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "path"}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: Path) -> AdapterEntry:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "path"}
+        return cls(**known, path=path)
+
+
+class Library:
+    """A folder of PEFT LoRA adapters, one per (model, task)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise UserInputError(f"library path {self.root} exists and is not a directory")
+
+    def adapter_dir(self, model_slug_: str, task: str) -> Path:
+        return self.root / check_name("model", model_slug_) / check_name("task", task)
+
+    def work_dir(self, model_slug_: str, task: str) -> Path:
+        return self.root / ".work" / check_name("model", model_slug_) / check_name("task", task)
+
+    def has(self, model_slug_: str, task: str) -> bool:
+        return (self.adapter_dir(model_slug_, task) / ENTRY_FILE).is_file()
+
+    def entries(self, model_slug_: str | None = None) -> list[AdapterEntry]:
+        """Every complete adapter (optionally of one model), sorted by model and task."""
+        if not self.root.is_dir():
+            return []
+        pattern = f"{model_slug_ or '*'}/*/{ENTRY_FILE}"
+        entries = []
+        for entry_file in sorted(self.root.glob(pattern)):
+            if entry_file.parts[-3].startswith("."):
+                continue
+            entries.append(self._read_entry(entry_file))
+        return entries
+
+    def get(self, model_slug_: str, task: str, *, verify: bool = True) -> AdapterEntry:
+        entry_file = self.adapter_dir(model_slug_, task) / ENTRY_FILE
+        if not entry_file.is_file():
+            have = sorted(e.task for e in self.entries(model_slug_))
+            raise UserInputError(f"library {self.root} has no adapter for task {task!r} and model {model_slug_!r}; "
+                                 f"it has: {', '.join(have) or 'none'}")
+        entry = self._read_entry(entry_file)
+        if verify:
+            self.verify(entry)
+        return entry
+
+    def verify(self, entry: AdapterEntry) -> None:
+        """Check every recorded file hash, so a tampered or truncated adapter is never used."""
+        assert entry.path is not None
+        for name, expected in entry.files.items():
+            path = entry.path / name
+            if not path.is_file():
+                raise AdapterError(f"{entry.path}: file {name} listed in {ENTRY_FILE} is missing")
+            if sha256_file(path) != expected:
+                raise AdapterError(f"{entry.path}: {name} does not match its recorded SHA-256 (modified or corrupt)")
+
+    def write_entry(self, adapter_dir: Path, entry: AdapterEntry) -> None:
+        """Record file hashes and write `loralab.json` into a (temporary) adapter directory."""
+        entry.files = {p.name: sha256_file(p) for p in sorted(adapter_dir.iterdir())
+                       if p.is_file() and p.name != ENTRY_FILE and not p.name.startswith(".")}
+        entry.created = entry.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        atomic_write_json(adapter_dir / ENTRY_FILE, entry.to_dict())
+
+    def refresh_manifest(self) -> None:
+        """Rebuild `manifest.json` from the adapters' entries (atomically)."""
+        adapters = [{**e.to_dict(), "path": str(e.path.relative_to(self.root))} for e in self.entries()
+                    if e.path is not None]
+        atomic_write_json(self.root / MANIFEST_FILE, {"format": FORMAT, "adapters": adapters})
+
+    def _read_entry(self, entry_file: Path) -> AdapterEntry:
+        try:
+            data = json.loads(entry_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise AdapterError(f"{entry_file}: unreadable library entry ({exc})") from None
+        if not isinstance(data, dict) or "task" not in data or "model" not in data:
+            raise AdapterError(f"{entry_file}: not a loralab library entry (needs 'task' and 'model')")
+        return AdapterEntry.from_dict(data, entry_file.parent)

@@ -1,0 +1,194 @@
+"""Train one LoRA on one task with HF Trainer: loss on answer tokens only, logits only where loss is taken.
+
+Each training example is the prompt followed by its answer (the correct choice, or the first target
+plus EOS for generation), split into tokens exactly as the evaluation scores it (lm-eval's
+`_encode_pair`). Labels are -100 on the prompt, so only answer tokens carry loss; and because the
+LM head is the most expensive matmul of a small model (vocab x hidden per position), the trainer asks
+the model for logits only at the positions whose next token is an answer token (`logits_to_keep`).
+Everything else (gradient accumulation, mixed precision, multi-GPU, checkpoints) is HF Trainer's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+from loralab.data.schema import Example, Task
+from loralab.eval.loglik import encode_pair, prefix_token_id
+from loralab.library.hparams import LoRAHparams
+
+logger = logging.getLogger(__name__)
+IGNORE = -100
+
+
+def training_features(task: Task, tokenizer, hp: LoRAHparams, examples: Sequence[Example] | None = None) -> list[dict]:
+    """Tokenised (input_ids, labels) for the task's train split, answers only in the labels."""
+    examples = list(examples if examples is not None else task.split("train"))
+    if hp.max_train_examples is not None:
+        examples = examples[: hp.max_train_examples]
+    prefix = prefix_token_id(tokenizer)
+    features = []
+    for ex in examples:
+        prompt = task.prompt(ex)
+        ctx, answer = encode_pair(tokenizer, prompt, ex.demonstration_answer(), prefix)
+        if task.kind == "generation" and tokenizer.eos_token_id is not None:
+            answer = answer + [tokenizer.eos_token_id]
+        answer = answer[: hp.max_length - 1]
+        ctx = ctx[-(hp.max_length - len(answer)):]
+        features.append({"input_ids": ctx + answer, "labels": [IGNORE] * len(ctx) + answer})
+    return features
+
+
+@dataclass
+class PadCollator:
+    """Right-pads a batch; labels are padded with -100 so padding never carries loss."""
+
+    pad_token_id: int
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        ids, labels, mask = [], [], []
+        for f in features:
+            pad = longest - len(f["input_ids"])
+            ids.append(f["input_ids"] + [self.pad_token_id] * pad)
+            labels.append(f["labels"] + [IGNORE] * pad)
+            mask.append([1] * len(f["input_ids"]) + [0] * pad)
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+
+
+def answer_only_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], num_items: torch.Tensor | int | None):
+    """Summed CE over answer tokens / num_items, with logits computed only at positions that predict them.
+
+    Returns (loss, number of scored tokens). Positions are the union over the batch (the model takes one
+    index list for all rows); rows with no answer at a kept position contribute nothing there.
+    """
+    labels = inputs["labels"]
+    next_labels = labels[:, 1:]
+    keep = (next_labels != IGNORE).any(dim=0).nonzero().squeeze(1)
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep)
+    targets = next_labels[:, keep]
+    logits = out.logits.float()
+    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
+                               reduction="sum")
+    n_tokens = (targets != IGNORE).sum()
+    return loss_sum / (num_items if num_items is not None else n_tokens.clamp(min=1)), n_tokens
+
+
+class AnswerOnlyTrainer(Trainer):
+    """HF Trainer with `answer_only_loss`; the loss is already normalised over the accumulated batch."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_is_scaled_for_ga = True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        num_items = num_items_in_batch
+        if num_items is None:  # the Trainer did not count: normalise per micro-batch, then for accumulation
+            loss, _ = answer_only_loss(model, inputs, None)
+            loss = loss / self.current_gradient_accumulation_steps
+        else:
+            loss, _ = answer_only_loss(model, inputs, num_items)
+            if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+                loss = loss * self.accelerator.num_processes
+        return (loss, None) if return_outputs else loss
+
+
+class RichProgressCallback(TrainerCallback):
+    """A rich progress bar over optimiser steps, with the latest loss."""
+
+    def __init__(self, description: str, enabled: bool = True) -> None:
+        self.description = description
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import sys
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if self.enabled and sys.stderr.isatty():
+            from loralab.utils.progress import _console
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[loss]}"), TimeRemainingColumn(), console=_console)
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=state.max_steps, loss="")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._progress is not None:
+            self._progress.update(self._task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            if self._progress is not None:
+                self._progress.update(self._task, loss=f"loss {logs['loss']:.3f}")
+            logger.debug("%s step %d loss %.4f", self.description, state.global_step, logs["loss"])
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_examples: int) -> TrainingArguments:
+    cuda = torch.cuda.is_available()
+    bf16 = hp.mixed_precision == "bf16" or (hp.mixed_precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+    steps = hp.max_steps or math.ceil(hp.epochs * math.ceil(n_examples / (hp.batch_size * hp.grad_accum)))
+    return TrainingArguments(
+        output_dir=str(work_dir),
+        max_steps=steps,
+        per_device_train_batch_size=hp.batch_size,
+        gradient_accumulation_steps=hp.grad_accum,
+        learning_rate=hp.learning_rate,
+        lr_scheduler_type=hp.scheduler,
+        warmup_steps=hp.warmup_ratio,
+        weight_decay=hp.weight_decay,
+        logging_steps=max(1, steps // 20),
+        save_strategy="steps" if hp.checkpoint_steps else "no",
+        save_steps=hp.checkpoint_steps or 500,
+        save_total_limit=1,
+        report_to="none",
+        seed=hp.seed,
+        data_seed=hp.seed,
+        bf16=bf16,
+        fp16=hp.mixed_precision == "fp16",
+        use_cpu=not cuda,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+
+
+@dataclass
+class TrainStats:
+    steps: int
+    train_loss: float
+    seconds: float
+    examples: int
+
+
+def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: LoRAHparams,
+                  work_dir: str | os.PathLike[str], *, description: str = "training", progress: bool = True) -> TrainStats:
+    """Train the (PEFT-wrapped) `model` in place; resumes from a checkpoint in `work_dir` if there is one."""
+    args = training_arguments(hp, work_dir, len(features))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=features, data_collator=PadCollator(pad),
+                                callbacks=[RichProgressCallback(description, progress)])
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; the rich bar shows the loss
+    checkpoints = sorted(Path(work_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    resume = str(checkpoints[-1]) if checkpoints else None
+    if resume:
+        logger.info("%s: resuming from %s", description, resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    model.eval()
+    return TrainStats(steps=result.global_step, train_loss=float(result.training_loss),
+                      seconds=float(result.metrics.get("train_runtime", 0.0)), examples=len(features))
