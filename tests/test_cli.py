@@ -120,6 +120,51 @@ def test_entry_point_exit_code_and_single_line(tmp_path):
 
 def test_help_on_every_verb(monkeypatch, capsys):
     for verb in (["--help"], ["tasks", "--help"], ["tasks", "ls", "--help"], ["tasks", "show", "--help"],
-                 ["eval", "--help"], ["data", "export", "--help"], ["models", "ls", "--help"]):
+                 ["eval", "--help"], ["data", "export", "--help"], ["models", "ls", "--help"],
+                 ["library", "build", "--help"], ["library", "ls", "--help"], ["library", "add", "--help"]):
         code, out, _ = run_cli(monkeypatch, capsys, *verb)
         assert code == 0 and "Usage" in out, verb
+
+
+def test_library_build_ls_add(monkeypatch, capsys, tmp_path):
+    task = tmp_path / "toy.jsonl"
+    write_mc_jsonl(task, n=24)
+    cfg = tmp_path / "hp.yaml"
+    cfg.write_text("rank: 4\nbatch_size: 4\n", encoding="utf-8")
+    lib = tmp_path / "lib"
+    code, out, err = run_cli(monkeypatch, capsys, "library", "build", "--model", "tiny-llama", "--tasks", str(task),
+                             "--out", str(lib), "--config", str(cfg), "--max-steps", "2", "--eval-limit", "2",
+                             "--eval-split", "all")
+    assert code == 0, err
+    assert (lib / "tiny-llama" / "toy" / "adapter_model.safetensors").is_file()
+    code, out, _ = run_cli(monkeypatch, capsys, "library", "ls", str(lib))
+    assert code == 0 and "toy" in out and "tiny-llama" in out and "acc" in out
+    # import the adapter we just built under another task name
+    code, _, err = run_cli(monkeypatch, capsys, "library", "add", str(lib), "--adapter", str(lib / "tiny-llama" / "toy"),
+                           "--task", str(copy_task(task, tmp_path / "other.jsonl")))
+    assert code == 0, err
+    assert (lib / "tiny-llama" / "other" / "adapter_model.safetensors").is_file()
+
+
+def copy_task(src, dst):
+    dst.write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
+    return dst
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--config", "{tmp}/bad.yaml"], "unknown key 'rnak'"),
+        (["--max-steps", "0"], "max_steps must be an integer >= 1"),
+        (["--eval-limit", "-1"], "--eval-limit must be >= 0"),
+    ],
+)
+def test_library_build_bad_input(monkeypatch, capsys, tmp_path, args, needle):
+    task = tmp_path / "toy.jsonl"
+    write_mc_jsonl(task, n=8)
+    (tmp_path / "bad.yaml").write_text("rnak: 4\n", encoding="utf-8")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, _, err = run_cli(monkeypatch, capsys, "library", "build", "--model", "tiny-llama", "--tasks", str(task),
+                           "--out", str(tmp_path / "lib"), *args)
+    assert code == 2 and needle in err and "Traceback" not in err
+    assert not (tmp_path / "lib").exists()
