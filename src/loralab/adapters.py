@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 def attach_adapter(model: torch.nn.Module, path: str | Path, *, allow_pickle: bool = False) -> torch.nn.Module:
-    """Wrap `model` with the PEFT adapter saved in `path` (inference mode).
+    """Wrap `model` with the adapter saved in `path`: a PEFT adapter or a loralab method checkpoint.
 
     Raises:
         AdapterError: missing directory or files, a pickle-only adapter without `allow_pickle`, or an
@@ -25,6 +25,10 @@ def attach_adapter(model: torch.nn.Module, path: str | Path, *, allow_pickle: bo
     path = Path(path)
     if not path.is_dir():
         raise AdapterError(f"adapter directory does not exist: {path}")
+    from loralab.moe.model import is_method_checkpoint, load_method
+
+    if is_method_checkpoint(path):  # a loralab LoRA-MoE method checkpoint, not a PEFT adapter
+        return load_method(model, path)
     config_file = path / "adapter_config.json"
     if not config_file.is_file():
         raise AdapterError(f"{path}: no adapter_config.json (not a PEFT adapter directory)")

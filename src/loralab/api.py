@@ -59,7 +59,8 @@ def run_eval(
         from loralab.adapters import attach_adapter
 
         net = attach_adapter(net, adapter, allow_pickle=allow_pickle)
-    with Timer() as timer:
+    routing = _routing_context(net, task_obj)
+    with Timer() as timer, routing:
         output = evaluate(net, lm.tokenizer, task_obj, split=split, limit=limit, num_fewshot=num_fewshot,
                           batch_size=batch_size, log_samples=log_samples, progress=progress)
     extra = {
@@ -76,6 +77,19 @@ def run_eval(
         atomic_write_json(out, record)
         logger.info("wrote %s", out)
     return record
+
+
+def _routing_context(net, task: Task):
+    """Task-conditioned methods route by the evaluated task's id (when they were trained on it)."""
+    import contextlib
+
+    from loralab.moe.model import MoEModel
+
+    if isinstance(net, MoEModel) and task.name in net.tasks:
+        return net.routing(task=task.name, record=False)
+    if isinstance(net, MoEModel):
+        return net.routing(record=False)
+    return contextlib.nullcontext()
 
 
 def export_task(

@@ -16,7 +16,8 @@ def test_answer_only_loss_equals_full_logits_loss(arch):
     task = toy_task(n=12)
     features = training_features(task, lm.tokenizer, LoRAHparams())
     batch = PadCollator(lm.tokenizer.pad_token_id)(features[:5])
-    ours, n_tokens = answer_only_loss(lm.model, batch, None)
+    ours, n_tokens, aux = answer_only_loss(lm.model, batch, None)
+    assert aux is None
     with torch.no_grad():
         reference = lm.model(**batch).loss  # HF: full logits, mean CE over labels != -100 (shifted)
     assert ours.item() == pytest.approx(reference.item(), rel=1e-5)

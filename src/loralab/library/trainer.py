@@ -48,9 +48,15 @@ def training_features(task: Task, tokenizer, hp: LoRAHparams, examples: Sequence
     return features
 
 
+ROUTING_KEYS = ("task_ids", "task_types")  # per-sample routing context that LoRA-MoE models take from the batch
+
+
 @dataclass
 class PadCollator:
-    """Right-pads a batch; labels are padded with -100 so padding never carries loss."""
+    """Right-pads a batch; labels are padded with -100 so padding never carries loss.
+
+    Features may carry `task_ids` / `task_types` (ints); they become (B,) tensors for routing.
+    """
 
     pad_token_id: int
 
@@ -62,25 +68,33 @@ class PadCollator:
             ids.append(f["input_ids"] + [self.pad_token_id] * pad)
             labels.append(f["labels"] + [IGNORE] * pad)
             mask.append([1] * len(f["input_ids"]) + [0] * pad)
-        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+        batch = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+        for key in ROUTING_KEYS:
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        return batch
 
 
 def answer_only_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], num_items: torch.Tensor | int | None):
     """Summed CE over answer tokens / num_items, with logits computed only at positions that predict them.
 
-    Returns (loss, number of scored tokens). Positions are the union over the batch (the model takes one
-    index list for all rows); rows with no answer at a kept position contribute nothing there.
+    Returns (loss, number of scored tokens, auxiliary loss or None). Positions are the union over the batch
+    (the model takes one index list for all rows); rows with no answer at a kept position contribute
+    nothing there. Routing keys in the batch go to the model; a LoRA-MoE model returns its auxiliary loss
+    in `output.aux_loss`.
     """
     labels = inputs["labels"]
     next_labels = labels[:, 1:]
     keep = (next_labels != IGNORE).any(dim=0).nonzero().squeeze(1)
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep)
+    routing = {k: inputs[k] for k in ROUTING_KEYS if k in inputs}
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep, **routing)
     targets = next_labels[:, keep]
     logits = out.logits.float()
     loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
                                reduction="sum")
     n_tokens = (targets != IGNORE).sum()
-    return loss_sum / (num_items if num_items is not None else n_tokens.clamp(min=1)), n_tokens
+    loss = loss_sum / (num_items if num_items is not None else n_tokens.clamp(min=1))
+    return loss, n_tokens, out.get("aux_loss")
 
 
 class AnswerOnlyTrainer(Trainer):
@@ -93,12 +107,14 @@ class AnswerOnlyTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         num_items = num_items_in_batch
         if num_items is None:  # the Trainer did not count: normalise per micro-batch, then for accumulation
-            loss, _ = answer_only_loss(model, inputs, None)
+            loss, _, aux = answer_only_loss(model, inputs, None)
             loss = loss / self.current_gradient_accumulation_steps
         else:
-            loss, _ = answer_only_loss(model, inputs, num_items)
+            loss, _, aux = answer_only_loss(model, inputs, num_items)
             if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
                 loss = loss * self.accelerator.num_processes
+        if aux is not None:  # auxiliary losses are per micro-batch means: scale them for accumulation
+            loss = loss + aux / self.current_gradient_accumulation_steps
         return (loss, None) if return_outputs else loss
 
 

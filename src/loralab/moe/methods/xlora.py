@@ -1,0 +1,207 @@
+"""X-LoRA (Buehler & Buehler, 2024): https://arxiv.org/abs/2402.07148, as in PEFT's `tuners/xlora`.
+
+Frozen library LoRAs are the experts on every module any of them targets. Per forward pass:
+
+1. Scaling pass: the model runs with every expert weighted by `scaling_pass_value` (0: the plain base
+   model), without gradients, and the classifier reads its last hidden state at every token.
+2. The classifier (depth 1: Linear(hidden -> E, or E*L when `layerwise`); deeper: Linear+ReLU+Dropout
+   blocks of width `size`) gives logits; `softmax(logits / temperature)`; optionally top-k per module
+   (no renormalisation unless `softmax_topk`, which re-softmaxes the kept logits per token); times
+   `global_scaling_weight`.
+3. The real pass uses those scalings: h_l = W0 x + sum_i lambda[b, t, l, i] * s_i * B_i A_i dropout(x).
+
+Only the classifier trains (unless `trainable_adapters`). No auxiliary loss. The two passes are driven
+by a forward pre-hook on this model instance (not a process-wide patch), so `generate()` gets them too.
+KV cache: the scaling pass keeps its own cache (the "dual cache" of mistral.rs), which is exact because
+a token's scalings depend only on it and the tokens before it; PEFT instead disables the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from loralab.errors import ConfigError, UserInputError
+from loralab.moe.builder import freeze, inject
+from loralab.moe.config import MethodConfig, check_fraction, check_positive
+from loralab.moe.layer import MoELoraLinear
+from loralab.moe.model import MoEModel
+from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.routers import ScalingsRouter, topk_gates
+from loralab.moe.state import RoutingState
+
+KEY = "xlora"
+
+
+@dataclass
+class XLoRAConfig(MethodConfig):
+    """X-LoRA settings (PEFT `XLoraConfig` names and defaults).
+
+    Args:
+        depth: Classifier depth (xlora_depth).
+        size: Hidden width of a deeper classifier (xlora_size).
+        dropout_p: Dropout between classifier blocks (xlora_dropout_p).
+        layerwise: One set of scalings per wrapped module (layerwise_scalings).
+        enable_softmax: Softmax over experts (True).
+        softmax_topk: Softmax over the kept top-k logits per token (enable_softmax_topk).
+        top_k: Keep the k largest scalings per module and token (top_k_lora; None: all).
+        temperature: Softmax temperature (softmax_temperature).
+        scaling_pass_value: Expert weight in the scaling pass (0: base model; None: 1/E).
+        global_scaling_weight: Multiplies every scaling.
+        trainable_adapters: Also train the experts (use_trainable_adapters).
+        lora_dropout: Dropout on the LoRA input.
+        num_experts / rank / modules: Filled from the library LoRAs.
+    """
+
+    depth: int = 1
+    size: int = 2048
+    dropout_p: float = 0.2
+    layerwise: bool = False
+    enable_softmax: bool = True
+    softmax_topk: bool = False
+    top_k: int | None = None
+    temperature: float = 1.0
+    scaling_pass_value: float | None = 0.0
+    global_scaling_weight: float = 1.0
+    trainable_adapters: bool = False
+    lora_dropout: float = 0.0
+    num_experts: int = 1
+    rank: int = 8
+    modules: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("depth", self.depth)
+        check_positive("size", self.size)
+        check_positive("num_experts", self.num_experts)
+        check_fraction("dropout_p", self.dropout_p)
+        check_fraction("lora_dropout", self.lora_dropout)
+        if self.top_k is not None:
+            check_positive("top_k", self.top_k)
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+
+
+class XLoRAClassifier(nn.Module):
+    """Maps the scaling pass's last hidden state (B, T, H) to logits (B, T, L, E)."""
+
+    def __init__(self, hidden: int, num_experts: int, num_layers: int, cfg: XLoRAConfig) -> None:
+        super().__init__()
+        out = num_experts * (num_layers if cfg.layerwise else 1)
+        blocks: list[nn.Module] = []
+        width = hidden
+        for _ in range(cfg.depth - 1):
+            blocks += [nn.Linear(width, cfg.size), nn.ReLU()] + ([nn.Dropout(cfg.dropout_p)] if cfg.dropout_p > 0 else [])
+            width = cfg.size
+        blocks.append(nn.Linear(width, out))
+        self.net = nn.Sequential(*blocks)
+        self.num_experts, self.num_layers, self.layerwise = num_experts, num_layers, cfg.layerwise
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.net(hidden.to(self.net[0].weight.dtype)).float()
+        b, t = logits.shape[:2]
+        if self.layerwise:
+            return logits.view(b, t, self.num_layers, self.num_experts)
+        return logits.view(b, t, 1, self.num_experts).expand(b, t, self.num_layers, self.num_experts)
+
+
+def scalings_from_logits(logits: torch.Tensor, cfg: XLoRAConfig) -> torch.Tensor:
+    """(B, T, L, E) logits -> scalings: softmax / temperature, top-k per module, global weight."""
+    weights = torch.softmax(logits / cfg.temperature, dim=-1) if cfg.enable_softmax else logits
+    if cfg.top_k is not None:
+        if cfg.softmax_topk:
+            index = logits.topk(cfg.top_k, dim=-1).indices
+            kept = torch.full_like(logits, float("-inf")).scatter(-1, index, logits.gather(-1, index))
+            weights = torch.softmax(kept, dim=-1)
+        else:
+            weights = topk_gates(weights, cfg.top_k, renormalize=False)
+    return weights * cfg.global_scaling_weight
+
+
+class _ScalingPass:
+    """Forward pre-hook: run the scaling pass and put the scalings into the routing state."""
+
+    def __init__(self, moe: MoEModel, classifier: XLoRAClassifier) -> None:
+        self.moe, self.classifier, self.active, self.cache = moe, classifier, False, None
+
+    def __call__(self, module, args, kwargs):
+        if self.active:
+            return None
+        cfg, state = self.moe.method_config, self.moe.state
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        inputs_embeds = kwargs.get("inputs_embeds")
+        ref = input_ids if input_ids is not None else inputs_embeds
+        b, t = ref.shape[:2]
+        value = 1.0 / cfg.num_experts if cfg.scaling_pass_value is None else cfg.scaling_pass_value
+        dummy = torch.full((b, t, self.classifier.num_layers, cfg.num_experts), value, device=ref.device)
+        state.extras[KEY] = (dummy, torch.zeros_like(dummy))
+        keep = {k: v for k, v in kwargs.items()
+                if k in ("input_ids", "inputs_embeds", "attention_mask", "position_ids", "cache_position")}
+        if args:
+            keep["input_ids"] = args[0]
+        past = kwargs.get("past_key_values")
+        continuing = past is not None and hasattr(past, "get_seq_length") and past.get_seq_length() > 0
+        if past is not None and not continuing:
+            self.cache = _new_cache(module)
+        record, state.record, self.active = state.record, False, True
+        try:
+            with torch.no_grad():
+                out = module(**keep, past_key_values=self.cache if past is not None else None,
+                             use_cache=past is not None, output_hidden_states=True, logits_to_keep=1)
+        finally:
+            self.active, state.record = False, record
+        logits = self.classifier(out.hidden_states[-1])
+        state.extras[KEY] = (scalings_from_logits(logits, cfg), logits)
+        return None
+
+
+def _new_cache(model):
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:
+        return DynamicCache()
+
+
+def build(model, cfg: XLoRAConfig, experts, tasks) -> MoEModel:
+    base_keys = set(model.state_dict())
+    if experts:
+        modules = sorted(set().union(*(e.weights for e in experts)), key=list(dict(model.named_modules())).index)
+        cfg = cfg.replace(num_experts=len(experts), rank=experts[0].rank, modules=tuple(modules))
+    if not cfg.modules:
+        raise UserInputError("xlora needs library LoRAs as experts: pass --library and --experts")
+    if cfg.top_k is not None and cfg.top_k > cfg.num_experts:
+        raise ConfigError(f"top_k={cfg.top_k} is more than the {cfg.num_experts} experts")
+    state = RoutingState()
+    names = list(cfg.modules)
+    index = {n: i for i, n in enumerate(names)}
+    scaling = [e.scaling for e in experts] if experts else 1.0
+
+    def make(name, base):
+        router = ScalingsRouter(cfg.num_experts, KEY, index[name])
+        layer = MoELoraLinear(base, router, cfg.num_experts, cfg.rank, scaling, cfg.lora_dropout, state, name=name)
+        for i, lora in enumerate(experts or []):
+            if name in lora.weights:
+                layer.set_expert(i, *lora.weights[name])
+            else:  # this LoRA does not adapt this module: a zero expert there (B = 0)
+                layer.set_expert(i, torch.zeros_like(layer.lora_A[:cfg.rank]), torch.zeros_like(layer.lora_B[:, :cfg.rank]))
+        return layer
+
+    inject(model, names, make)
+    moe = MoEModel(model, "xlora", cfg, state, tasks, [e.provenance() for e in experts or []], base_keys)
+    hidden = model.config.get_text_config().hidden_size
+    device = next(model.parameters()).device
+    moe.xlora_classifier = XLoRAClassifier(hidden, cfg.num_experts, len(names), cfg).to(device)
+    freeze(moe, lambda n: n.startswith("xlora_classifier.") or (cfg.trainable_adapters and "lora_" in n))
+    hook = _ScalingPass(moe, moe.xlora_classifier)
+    moe.add_hook(model.register_forward_pre_hook(hook, with_kwargs=True))
+    return moe
+
+
+register_method(MethodSpec(
+    name="xlora", config_cls=XLoRAConfig, build=build, library="required", mergeable=False,
+    paper="https://arxiv.org/abs/2402.07148",
+    description="X-LoRA: frozen library LoRAs mixed per token and module by a classifier over a scaling pass.",
+))

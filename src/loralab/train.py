@@ -1,0 +1,95 @@
+"""One training path for every method: build the method around the base model, train with HF Trainer, save.
+
+    train_method("loramoe", "smollm2-135m", ["social_iqa"], "runs/loramoe",
+                 library="runs/lib", experts=["winowhy", "navigate"])
+
+Every method trains on the same features (answer-only loss, the library's shared hyperparameters) so
+methods are compared on equal terms; with several tasks the features are concatenated (multi-task)
+and each carries its task id (and LoRAMoE task type) for routing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from loralab.data import Task, load_task
+from loralab.errors import UserInputError
+from loralab.library.hparams import LoRAHparams
+from loralab.models import LoadedModel, load_model
+
+logger = logging.getLogger(__name__)
+
+
+def build_method(method: str, lm: LoadedModel, tasks: Sequence[str], *, config: Mapping[str, Any] | None = None,
+                 library: str | os.PathLike[str] | None = None, experts: Sequence[str] | None = None):
+    """Wrap `lm.model` with `method` (experts from the library when the method uses them)."""
+    from loralab.moe.experts import load_library_loras
+    from loralab.moe.registry import get_method
+
+    spec = get_method(method)
+    if experts and spec.library == "none":
+        raise UserInputError(f"method {method!r} trains its own experts from scratch; it cannot take --experts")
+    if spec.library == "required" and not experts:
+        raise UserInputError(f"method {method!r} uses library LoRAs as experts: pass --library and --experts")
+    if experts and library is None:
+        raise UserInputError("--experts needs --library (the folder the expert LoRAs come from)")
+    cfg = spec.config_cls.from_dict(config or {})
+    loras = load_library_loras(library, lm.name, list(experts)) if experts else None
+    return spec.build(lm.model, cfg, loras, list(tasks))
+
+
+def method_features(tasks: Sequence[Task], tokenizer, hp: LoRAHparams, task_types: Mapping[str, int]) -> list[dict]:
+    from loralab.library.trainer import training_features
+
+    features = []
+    for task_id, task in enumerate(tasks):
+        for f in training_features(task, tokenizer, hp):
+            features.append({**f, "task_ids": task_id, "task_types": int(task_types.get(task.name, 0))})
+    return features
+
+
+def train_method(
+    method: str,
+    model: str | LoadedModel,
+    tasks: Sequence[str | Task],
+    out: str | os.PathLike[str],
+    *,
+    library: str | os.PathLike[str] | None = None,
+    experts: Sequence[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    hparams: LoRAHparams | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build, train and save a method checkpoint that `loralab eval --adapter OUT` evaluates."""
+    from transformers import set_seed
+
+    from loralab.library.trainer import train_adapter
+
+    hp = hparams or LoRAHparams()
+    task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
+    if not task_objs:
+        raise UserInputError("--task must name at least one task")
+    for t in task_objs:
+        t.split("train")
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+    set_seed(hp.seed)
+    moe = build_method(method, lm, [t.name for t in task_objs], config=config, library=library, experts=experts)
+    try:
+        features = method_features(task_objs, lm.tokenizer, hp, getattr(moe.method_config, "task_types", {}) or {})
+        work = Path(out).with_name(f".{Path(out).name}.work")
+        stats = train_adapter(moe, lm.tokenizer, features, hp, work, description=method, progress=progress)
+        info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
+                          "examples": stats.examples}, "hparams": hp.to_dict(), "model": lm.name}
+        moe.save_pretrained(out, extra=info)
+    finally:
+        lm.model = moe.unload()
+    shutil.rmtree(work, ignore_errors=True)
+    logger.info("saved %s checkpoint to %s", method, out)
+    return info
