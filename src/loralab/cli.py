@@ -19,6 +19,8 @@ tasks_app = typer.Typer(help="The standard task suite.", no_args_is_help=True)
 data_app = typer.Typer(help="Export task data in the unified format.", no_args_is_help=True)
 models_app = typer.Typer(help="Model aliases.", no_args_is_help=True)
 library_app = typer.Typer(help="LoRA libraries: one adapter per (model, task).", no_args_is_help=True)
+methods_app = typer.Typer(help="LoRA-MoE methods and baselines.", no_args_is_help=True)
+app.add_typer(methods_app, name="methods")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(library_app, name="library")
 app.add_typer(data_app, name="data")
@@ -214,6 +216,48 @@ def library_add(
     entry = import_adapter(library, adapter, task, model=model, allow_pickle=allow_pickle, eval_split=eval_split,
                            eval_limit=eval_limit, data_dir=data_dir, device=device)
     err.print(f"added {entry.task} ({entry.model}) to {library}")
+
+
+@methods_app.command("ls")
+def methods_ls() -> None:
+    """List the registered methods, one line each."""
+    from loralab.moe.registry import all_methods
+
+    table = Table(title="methods")
+    for col in ("method", "library LoRAs", "mergeable", "faithful", "description"):
+        table.add_column(col)
+    for name, spec in all_methods().items():
+        table.add_row(name, spec.library, "yes" if spec.mergeable else "no", "yes" if spec.faithful else "see docs",
+                      spec.description)
+    out.print(table)
+
+
+@app.command("train")
+def train_cmd(
+    method: Annotated[str, typer.Option(help="Method name (loralab methods ls).")],
+    model: Annotated[str, typer.Option(help="Alias, local directory or hub id of the base model.")],
+    task: Annotated[str, typer.Option(help="Task(s) to train on, comma-separated (several = multi-task).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint folder (written atomically).")],
+    library: Annotated[Optional[Path], typer.Option(help="LoRA library the experts come from.")] = None,
+    experts: Annotated[Optional[str], typer.Option(help="Comma-separated library tasks to use as experts.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML of method settings (its config dataclass fields).")] = None,
+    hparams: Annotated[Optional[Path], typer.Option(help="YAML of training hyperparameters (LoRAHparams).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Override max_steps.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ...")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train any method through one path; `loralab eval --adapter OUT` evaluates the checkpoint."""
+    from loralab.library import load_hparams
+    from loralab.train import train_method
+    from loralab.utils.config import read_yaml_mapping
+
+    tasks = [t.strip() for t in task.split(",") if t.strip()]
+    expert_list = [e.strip() for e in experts.split(",") if e.strip()] if experts else None
+    hp = load_hparams(hparams, max_steps=max_steps)
+    method_cfg = read_yaml_mapping(config) if config is not None else None
+    info = train_method(method, model, tasks, out, library=library, experts=expert_list, config=method_cfg,
+                        hparams=hp, data_dir=data_dir, device=device)
+    err.print(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}); wrote {out}")
 
 
 def _print_library(entries, title: str) -> None:

@@ -7,7 +7,7 @@ from peft import PeftModel
 from loralab.library import LoRAHparams, build_library
 from loralab.models import TINY_ARCHITECTURES, build_tiny_model, find_linear_targets
 
-from .conftest import toy_task
+from helpers import toy_task
 
 
 def test_at_least_17_architectures():

@@ -12,7 +12,7 @@ from loralab.library import Library, LoRAHparams, build_library
 from loralab.library import trainer as trainer_mod
 from loralab.models import build_tiny_model
 
-from .conftest import toy_task
+from helpers import toy_task
 
 HP = LoRAHparams(max_steps=6, batch_size=4, learning_rate=1e-2)
 

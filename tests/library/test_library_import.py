@@ -10,7 +10,7 @@ from loralab.errors import AdapterError, UserInputError
 from loralab.library import Library, import_adapter
 from loralab.models import build_tiny_model
 
-from .conftest import toy_task
+from helpers import toy_task
 
 
 def save_peft_adapter(arch, path, seed=0, rank=4, targets=("q_proj", "v_proj")):

@@ -7,7 +7,7 @@ from loralab.library import LoRAHparams
 from loralab.library.trainer import IGNORE, PadCollator, answer_only_loss, training_features
 from loralab.models import build_tiny_model
 
-from .conftest import toy_task
+from helpers import toy_task
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "falcon"])
