@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +26,44 @@ from loralab.models import LoadedModel, load_model
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class TrainRequest:
+    """Everything a method's custom `train` function gets (see `MethodSpec.train`)."""
+
+    method: str
+    lm: LoadedModel
+    tasks: list[Task]
+    out: Path
+    config: Any
+    hparams: LoRAHparams
+    library: Path | None
+    experts: list[str] | None
+    loras: list[Any] | None
+    progress: bool
+
+
 def build_method(method: str, lm: LoadedModel, tasks: Sequence[str], *, config: Mapping[str, Any] | None = None,
                  library: str | os.PathLike[str] | None = None, experts: Sequence[str] | None = None):
     """Wrap `lm.model` with `method` (experts from the library when the method uses them)."""
-    from loralab.moe.experts import load_library_loras
     from loralab.moe.registry import get_method
 
     spec = get_method(method)
+    cfg, loras = _config_and_experts(spec, lm, config, library, experts)
+    return spec.build(lm.model, cfg, loras, list(tasks))
+
+
+def _config_and_experts(spec, lm: LoadedModel, config, library, experts):
+    from loralab.moe.experts import load_library_loras
+
     if experts and spec.library == "none":
-        raise UserInputError(f"method {method!r} trains its own experts from scratch; it cannot take --experts")
+        raise UserInputError(f"method {spec.name!r} trains its own experts from scratch; it cannot take --experts")
     if spec.library == "required" and not experts:
-        raise UserInputError(f"method {method!r} uses library LoRAs as experts: pass --library and --experts")
+        raise UserInputError(f"method {spec.name!r} uses library LoRAs as experts: pass --library and --experts")
     if experts and library is None:
         raise UserInputError("--experts needs --library (the folder the expert LoRAs come from)")
     cfg = spec.config_cls.from_dict(config or {})
     loras = load_library_loras(library, lm.name, list(experts)) if experts else None
-    return spec.build(lm.model, cfg, loras, list(tasks))
+    return cfg, loras
 
 
 def method_features(tasks: Sequence[Task], tokenizer, hp: LoRAHparams, task_types: Mapping[str, int]) -> list[dict]:
@@ -71,7 +94,9 @@ def train_method(
     from transformers import set_seed
 
     from loralab.library.trainer import train_adapter
+    from loralab.moe.registry import get_method
 
+    spec = get_method(method)  # an unknown method fails before anything loads
     hp = hparams or LoRAHparams()
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     if not task_objs:
@@ -80,6 +105,11 @@ def train_method(
         t.split("train")
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     set_seed(hp.seed)
+    if spec.train is not None:
+        cfg, loras = _config_and_experts(spec, lm, config, library, experts)
+        request = TrainRequest(method, lm, task_objs, Path(out), cfg, hp, Path(library) if library else None,
+                               list(experts) if experts else None, loras, progress)
+        return spec.train(request)
     moe = build_method(method, lm, [t.name for t in task_objs], config=config, library=library, experts=experts)
     try:
         features = method_features(task_objs, lm.tokenizer, hp, getattr(moe.method_config, "task_types", {}) or {})

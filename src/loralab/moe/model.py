@@ -47,17 +47,21 @@ class MoEModel(nn.Module):
         experts: Provenance of library experts (task, path, sha256), in expert order.
         base_keys: State-dict keys of the unwrapped model (to tell adapter weights from base weights).
         aux_loss: `aux_loss(moe_model) -> tensor | None` from the router records of the last forward.
+        merge_deltas: For mergeable methods, `merge_deltas(moe_model, task_id) -> {layer name: (out, in) delta}`,
+            the weight update each wrapped linear applies for that task (see `merge_and_unload`).
     """
 
     def __init__(self, model: nn.Module, method: str, config: Any, state: RoutingState, tasks: list[str],
                  experts: list[dict[str, Any]], base_keys: set[str],
-                 aux_loss: Callable[[MoEModel], torch.Tensor | None] | None = None) -> None:
+                 aux_loss: Callable[[MoEModel], torch.Tensor | None] | None = None,
+                 merge_deltas: Callable[[MoEModel, int | None], dict[str, torch.Tensor]] | None = None) -> None:
         super().__init__()
         self.model = model
         self.method, self.method_config, self.tasks, self.experts = method, config, list(tasks), list(experts)
         object.__setattr__(self, "state", state)
         object.__setattr__(self, "_base_keys", {f"model.{k}" for k in base_keys})
         object.__setattr__(self, "_aux_loss", aux_loss)
+        object.__setattr__(self, "_merge_deltas", merge_deltas)
 
     @property
     def config(self):  # transformers' Trainer and generation utilities read model.config
@@ -108,6 +112,25 @@ class MoEModel(nn.Module):
             if getattr(module, "is_loralab_layer", False):
                 replace_module(self.model, name, module.base_layer)
         return self.model
+
+    @torch.no_grad()
+    def merge_and_unload(self, task: str | int | None = None) -> nn.Module:
+        """Fold the method's weight update for `task` into the base weights; returns a plain transformers model.
+
+        Only for methods whose update does not depend on the token (task-routed or static), so the merged
+        model computes the same function as the unmerged one on that task, at the base model's cost.
+        """
+        if self._merge_deltas is None:
+            raise AdapterError(f"method {self.method!r} cannot be merged: its experts are mixed per token")
+        task_id = self.task_id(task) if task is not None else None
+        deltas = self._merge_deltas(self, task_id)
+        model = self.model
+        for name, delta in deltas.items():
+            base = model.get_submodule(name).base_layer
+            weight = base.weight
+            update = delta.t() if type(base).__name__ == "Conv1D" else delta  # Conv1D stores (in, out)
+            weight.add_(update.to(weight.dtype))
+        return self.unload()
 
     def add_hook(self, handle) -> None:
         """Keep a hook handle so `unload()` removes it."""

@@ -23,6 +23,8 @@ class MethodSpec:
         mergeable: Whether a per-task merge into the base weights exists.
         paper: Link to the paper.
         faithful: False when the implementation knowingly departs from the paper (see its docstring).
+        train: A custom training function `train(request: TrainRequest) -> info dict` that writes the
+            checkpoint itself (gradient-free LoraHub, PEFT-format baselines); None: the shared Trainer path.
     """
 
     name: str
@@ -33,6 +35,7 @@ class MethodSpec:
     mergeable: bool
     paper: str
     faithful: bool = True
+    train: Callable[..., dict] | None = None
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -60,4 +63,10 @@ def all_methods() -> dict[str, MethodSpec]:
 
 
 def _load_builtin_methods() -> None:
-    import loralab.moe.methods  # noqa: F401  (each module registers itself on import)
+    import importlib
+    import pkgutil
+
+    import loralab.moe.methods as package
+
+    for info in pkgutil.iter_modules(package.__path__):  # each method module registers itself on import
+        importlib.import_module(f"{package.__name__}.{info.name}")

@@ -1,3 +1,1 @@
-"""Built-in methods; importing this package registers each of them (one module per method)."""
-
-from loralab.moe.methods import loramoe, rocket, xlora  # noqa: F401
+"""Built-in methods, one module each; `loralab.moe.registry` imports every module here (each registers itself)."""
