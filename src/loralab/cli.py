@@ -243,6 +243,8 @@ def train_cmd(
     config: Annotated[Optional[Path], typer.Option(help="YAML of method settings (its config dataclass fields).")] = None,
     hparams: Annotated[Optional[Path], typer.Option(help="YAML of training hyperparameters (LoRAHparams).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Override max_steps.")] = None,
+    report_to: Annotated[Optional[str], typer.Option(help="'tensorboard': log loss and router statistics "
+                                                          "(saved in OUT/tensorboard).")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ...")] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -253,7 +255,7 @@ def train_cmd(
 
     tasks = [t.strip() for t in task.split(",") if t.strip()]
     expert_list = [e.strip() for e in experts.split(",") if e.strip()] if experts else None
-    hp = load_hparams(hparams, max_steps=max_steps)
+    hp = load_hparams(hparams, max_steps=max_steps, report_to=report_to)
     method_cfg = read_yaml_mapping(config) if config is not None else None
     info = train_method(method, model, tasks, out, library=library, experts=expert_list, config=method_cfg,
                         hparams=hp, data_dir=data_dir, device=device)

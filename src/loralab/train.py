@@ -117,7 +117,7 @@ def train_method(
         stats = train_adapter(moe, lm.tokenizer, features, hp, work, description=method, progress=progress)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
                           "examples": stats.examples}, "hparams": hp.to_dict(), "model": lm.name}
-        moe.save_pretrained(out, extra=info)
+        moe.save_pretrained(out, extra=info, extra_dirs={"tensorboard": work / "runs"})
     finally:
         lm.model = moe.unload()
     shutil.rmtree(work, ignore_errors=True)

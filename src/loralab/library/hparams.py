@@ -36,6 +36,7 @@ class LoRAHparams:
         seed: Seed for LoRA init, data order and dropout.
         mixed_precision: "auto" (bf16 on CUDA if supported, else fp32), "no", "fp16" or "bf16".
         checkpoint_steps: Save a resumable trainer checkpoint every N steps (None: never).
+        report_to: "none" or "tensorboard" (loss, learning rate and router statistics per logging step).
     """
 
     rank: int = field(default=8, metadata={"help": "LoRA rank r."})
@@ -55,6 +56,7 @@ class LoRAHparams:
     seed: int = 0
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     checkpoint_steps: int | None = None
+    report_to: Literal["none", "tensorboard"] = "none"
 
     def __post_init__(self) -> None:
         _positive("rank", self.rank)

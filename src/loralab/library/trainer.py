@@ -103,6 +103,28 @@ class AnswerOnlyTrainer(Trainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.loss_is_scaled_for_ga = True
+        self._router_sums: dict[str, float] = {}
+        self._router_count = 0
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Add the router statistics averaged since the last log (they reach TensorBoard with the loss)."""
+        if self._router_count:
+            logs.update({k: v / self._router_count for k, v in self._router_sums.items()})
+            self._router_sums, self._router_count = {}, 0
+        super().log(logs, *args, **kwargs)
+
+    def _collect_router_stats(self, model, aux) -> None:
+        state = getattr(model, "state", None)
+        if state is None or not getattr(state, "records", None):
+            return
+        from loralab.moe.stats import router_summary
+
+        stats = router_summary(state.records, state.attention_mask)
+        if aux is not None:
+            stats["router/aux_loss"] = float(aux.detach())
+        for key, value in stats.items():
+            self._router_sums[key] = self._router_sums.get(key, 0.0) + value
+        self._router_count += 1
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         num_items = num_items_in_batch
@@ -115,6 +137,7 @@ class AnswerOnlyTrainer(Trainer):
                 loss = loss * self.accelerator.num_processes
         if aux is not None:  # auxiliary losses are per micro-batch means: scale them for accumulation
             loss = loss + aux / self.current_gradient_accumulation_steps
+        self._collect_router_stats(model, aux)
         return (loss, None) if return_outputs else loss
 
 
@@ -172,7 +195,7 @@ def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_exam
         save_strategy="steps" if hp.checkpoint_steps else "no",
         save_steps=hp.checkpoint_steps or 500,
         save_total_limit=1,
-        report_to="none",
+        report_to=hp.report_to,
         seed=hp.seed,
         data_seed=hp.seed,
         bf16=bf16,

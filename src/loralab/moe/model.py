@@ -67,6 +67,13 @@ class MoEModel(nn.Module):
     def config(self):  # transformers' Trainer and generation utilities read model.config
         return self.model.config
 
+    @property
+    def device(self) -> torch.device:  # lm-eval's HFLM and generation utilities read model.device
+        return self.model.device
+
+    def tie_weights(self, *args, **kwargs):  # HFLM calls it on the model object it is given
+        return self.model.tie_weights(*args, **kwargs)
+
     def forward(self, input_ids=None, attention_mask=None, labels=None, task_ids=None, task_types=None, **kwargs):
         self.state.begin(task_ids=task_ids, task_types=task_types, attention_mask=attention_mask)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
@@ -144,8 +151,14 @@ class MoEModel(nn.Module):
     def trainable_parameter_names(self) -> list[str]:
         return [n for n, p in self.named_parameters() if p.requires_grad]
 
-    def save_pretrained(self, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> None:
-        """Write config JSON + safetensors of the adapter tensors, atomically (the base model is not saved)."""
+    def save_pretrained(self, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None,
+                        extra_dirs: dict[str, Path] | None = None) -> None:
+        """Write config JSON + safetensors of the adapter tensors, atomically (the base model is not saved).
+
+        `extra_dirs` (name -> existing folder) are copied into the checkpoint too (e.g. TensorBoard logs).
+        """
+        import shutil
+
         from safetensors.torch import save_file
 
         from loralab.utils.env import git_hash, package_versions
@@ -157,6 +170,9 @@ class MoEModel(nn.Module):
         with atomic_dir(path) as tmp:
             save_file(tensors, str(tmp / WEIGHTS_FILE))
             (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            for name, folder in (extra_dirs or {}).items():
+                if Path(folder).is_dir():
+                    shutil.copytree(folder, tmp / name)
 
 
 def is_method_checkpoint(path: str | os.PathLike[str]) -> bool:
