@@ -55,6 +55,10 @@ CASES: dict[str, Case] = {
     "rocket": Case({"targets": "all"}, r"(lora_A|lora_B|router\.gate\.weight)$", library=True,
                    one_expert={"top_k": 1}),
     "xlora": Case({"depth": 2, "size": 16}, r"^xlora_classifier\.", library=True),
+    "moelora": Case({"targets": "all", "num_experts": 3, "rank": 6}, r"\.lora_[AB]$|^task_gate\.",
+                    mergeable=True),
+    "mtllora": Case({"targets": "all", "rank": 4, "num_B": 2}, r"\.lora_(A|B|lambdas|B_w)$",
+                    one_expert={"num_B": 1}, mergeable=True),
 }
 # Methods whose checkpoints are plain PEFT adapters (no MoEModel): name -> test file covering the contract.
 PEFT_FORMAT_METHODS: dict[str, str] = {}
