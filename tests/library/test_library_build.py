@@ -123,3 +123,14 @@ def test_suite_task_builds(tmp_path, data_dir):
     (entry,) = build_library(lm, [task], tmp_path / "lib", hparams=LoRAHparams(max_steps=2, batch_size=2),
                              eval_limit=3, progress=False)
     assert entry.domain == "commonsense" and entry.metrics["eval"]["n"] == 3
+
+
+def test_one_hyperparameter_set_per_library(tmp_path):
+    from loralab.errors import ConfigError
+
+    lm = build_tiny_model("llama", seed=0)
+    build_library(lm, [toy_task("alpha")], tmp_path / "lib", hparams=HP, eval_limit=0, progress=False)
+    with pytest.raises(ConfigError, match="other hyperparameters: max_steps=6"):
+        build_library(lm, [toy_task("beta")], tmp_path / "lib", hparams=HP.replace(max_steps=7), eval_limit=0,
+                      progress=False)
+    assert not (tmp_path / "lib" / "tiny-llama" / "beta").exists()

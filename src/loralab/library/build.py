@@ -66,6 +66,7 @@ def build_library(
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     slug = model_slug(lm.name)
     lib = Library(out)
+    _check_shared_hparams(lib, slug, hp)
     built = []
     for i, task in enumerate(task_objs, start=1):
         if lib.has(slug, task.name):
@@ -77,6 +78,21 @@ def build_library(
         lib.refresh_manifest()
     lib.refresh_manifest()
     return built
+
+
+def _check_shared_hparams(lib: Library, slug: str, hp: LoRAHparams) -> None:
+    """A library trains every adapter of a model with one hyperparameter set: refuse to mix sets."""
+    from loralab.errors import ConfigError
+
+    wanted = hp.to_dict()
+    for entry in lib.entries(slug):
+        if entry.origin != "trained":
+            continue
+        diff = sorted(k for k in set(wanted) | set(entry.hparams) if wanted.get(k) != entry.hparams.get(k))
+        if diff:
+            shown = ", ".join(f"{k}={entry.hparams.get(k)!r} (asked {wanted.get(k)!r})" for k in diff[:4])
+            raise ConfigError(f"library {lib.root} was built for {slug} with other hyperparameters: {shown}; "
+                              "use the same --config/--max-steps, or another --out")
 
 
 def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHparams, eval_split: str,
