@@ -59,6 +59,12 @@ CASES: dict[str, Case] = {
                     mergeable=True),
     "mtllora": Case({"targets": "all", "rank": 4, "num_B": 2}, r"\.lora_(A|B|lambdas|B_w)$",
                     one_expert={"num_B": 1}, mergeable=True),
+    # hydralora: shared A, N heads; one library LoRA gives N=1 with that LoRA's A/B, i.e. plain LoRA
+    "hydralora": Case({"targets": "all", "num_experts": 3}, r"(lora_A|lora_B|router\.gate\.weight)$"),
+    # mixlora: N=k=2 so every expert sees tokens (sparse routing is checked in test_moe_mixlora.py); one
+    # library LoRA: attention LoRA and the single FFN expert are that LoRA, top-1 of 1 has gate 1
+    "mixlora": Case({"num_experts": 2, "top_k": 2}, r"(lora_A|lora_B|router\.gate\.weight)$",
+                    one_expert={"top_k": 1}),
 }
 # Methods whose checkpoints are plain PEFT adapters (no MoEModel): name -> test file covering the contract.
 PEFT_FORMAT_METHODS: dict[str, str] = {}
