@@ -36,7 +36,17 @@ Split = Annotated[str, typer.Option(help="train, validation, test or all.")]
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice). "
+                                                   "On a shared machine, 1 avoids thread oversubscription.")] = None,
+) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise _usage(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     for noisy in ("httpx", "urllib3", "filelock", "datasets"):
@@ -260,6 +270,43 @@ def train_cmd(
     info = train_method(method, model, tasks, out, library=library, experts=expert_list, config=method_cfg,
                         hparams=hp, data_dir=data_dir, device=device)
     err.print(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}); wrote {out}")
+
+
+@app.command("analyze-router")
+def analyze_router_cmd(
+    model: Annotated[str, typer.Option(help="Alias, local directory or hub id of the base model.")],
+    adapter: Annotated[Path, typer.Option(help="Method checkpoint (loralab train --out).")],
+    task: Annotated[str, typer.Option(help="Task(s) to route, comma-separated (suite names or task files).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for router_weights.csv, router_top1.csv, "
+                                               "router.md, router.json and router_heatmap.png.")],
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N examples (by id) of each task.")] = None,
+    split: Split = "test",
+    num_fewshot: Annotated[int, typer.Option(help="Few-shot demonstrations in each prompt.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ... (default: best available).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Mean gate weight and top-1 share of each expert per task (prompt + gold answer tokens, all routed layers)."""
+    from loralab.analysis import analyze_router
+
+    names = [t.strip() for t in task.split(",") if t.strip()]
+    if not names:
+        raise _usage("--task must name at least one task")
+    if batch_size < 1:
+        raise _usage(f"--batch-size must be >= 1, got {batch_size}")
+    if num_fewshot < 0:
+        raise _usage(f"--num-fewshot must be >= 0, got {num_fewshot}")
+    result = analyze_router(model, adapter, names, split=split, limit=limit, num_fewshot=num_fewshot,
+                            batch_size=batch_size, data_dir=data_dir, device=device, out=out_dir)
+    table = Table(title=f"{result.method}: mean gate weight per task ({len(result.layers)} routed layers, {split})")
+    table.add_column("task")
+    for expert in result.experts:
+        table.add_column(expert, justify="right")
+    table.add_column("tokens", justify="right")
+    for name, row, n_tokens in zip(result.tasks, result.mean_weight, result.n_tokens):
+        table.add_row(name, *(f"{v:.3f}" for v in row), str(n_tokens))
+    out.print(table)
+    err.print(f"wrote {out_dir}")
 
 
 def _print_library(entries, title: str) -> None:
