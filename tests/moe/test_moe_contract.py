@@ -67,7 +67,15 @@ CASES: dict[str, Case] = {
                     one_expert={"top_k": 1}),
 }
 # Methods whose checkpoints are plain PEFT adapters (no MoEModel): name -> test file covering the contract.
-PEFT_FORMAT_METHODS: dict[str, str] = {}
+PEFT_FORMAT_METHODS: dict[str, str] = {
+    "lorahub": "test_moe_lorahub.py",
+    "base": "test_moe_baselines.py",
+    "lora": "test_moe_baselines.py",
+    "multitask_lora": "test_moe_baselines.py",
+    "merge_linear": "test_moe_baselines.py",
+    "merge_ties": "test_moe_baselines.py",
+    "merge_dare": "test_moe_baselines.py",
+}
 
 
 def build(method, arch, tiny_libraries, n_experts=3, use_library=False, **overrides):
