@@ -1,0 +1,219 @@
+"""lm-evaluation-harness model type `loralab`: any loralab model spec, plus a PEFT adapter or a method checkpoint.
+
+From Python, importing this module registers the model type:
+
+    import lm_eval
+    import loralab.lmeval  # noqa: F401  (registers model="loralab")
+
+    results = lm_eval.simple_evaluate(
+        model="loralab",
+        model_args="pretrained=smollm2-135m,adapter=runs/loramoe,task=social_iqa",
+        tasks=["arc_easy"], batch_size=8)
+
+From the command line, lm-eval 0.4 has no plugin discovery for model types (its registry only knows
+the modules it ships), so this module wraps lm-eval's own command line after registering:
+
+    python -m loralab.lmeval --model loralab --model_args pretrained=smollm2-135m,adapter=runs/loramoe \\
+        --tasks arc_easy --batch_size 8
+
+Everything after `python -m loralab.lmeval` is lm-eval's (`run`, `ls tasks`, `--include_path`, ...).
+
+model_args:
+    pretrained: A loralab model spec: alias (`loralab models ls`), local directory or hub id.
+    adapter: A PEFT adapter directory or a loralab method checkpoint (`loralab train --out`); `peft=` is
+        accepted as a synonym.
+    task: For methods that route by task: the training task whose routing to use (the checkpoint's
+        `tasks`). A checkpoint trained on a single task routes by it without being told.
+    dtype, device, revision, allow_pickle, trust_remote_code: passed to `loralab.models.load_model`
+        (`dtype=auto` means loralab's default, float32; a CUDA device that is not there falls back to
+        the best available one, as lm-eval's `hf` model does).
+    Everything else (batch_size, max_length, add_bos_token, ...) goes to lm-eval's HFLM unchanged.
+
+Scoring is HFLM's, on the wrapped model object: `acc` on the same prompts equals `loralab eval`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from typing import Any
+
+try:
+    from lm_eval.api.registry import register_model
+    from lm_eval.models.huggingface import HFLM
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("loralab.lmeval needs lm-evaluation-harness: pip install 'loralab[lmeval]'") from exc
+
+from loralab.errors import UserInputError
+
+logger = logging.getLogger(__name__)
+MODEL_TYPE = "loralab"
+
+
+def _register(cls):
+    # `python -m loralab.lmeval` runs this file as `__main__` first; the class lm-eval gets is the one of
+    # the importable module `loralab.lmeval` (imported by the `__main__` block), registered exactly once.
+    if __name__ == "__main__":
+        return cls
+    return register_model(MODEL_TYPE)(cls)
+
+
+@_register
+class LoralabLM(HFLM):
+    """lm-eval's HFLM around a model loaded by loralab, optionally with a PEFT adapter or a method checkpoint.
+
+    Args:
+        pretrained: loralab model spec (alias, directory or hub id), or an already loaded `LoadedModel`.
+        adapter: PEFT adapter directory or loralab method checkpoint.
+        task: Training task whose routing a task-routed method uses (see `MoEModel.routing`).
+        device: Where to load the model (default: best available).
+        dtype: Weights dtype ("auto"/None: float32).
+        revision: Hub revision of `pretrained`.
+        allow_pickle: Allow pickle weights (.bin). Only for files you trust.
+        trust_remote_code: Run model code from the hub. Only for repos you trust.
+        peft: Synonym of `adapter` (lm-eval's `hf` name for it).
+        **kwargs: HFLM arguments (batch_size, max_length, ...).
+    """
+
+    def __init__(self, pretrained: Any, adapter: str | None = None, task: str | int | None = None,
+                 device: str | None = None, dtype: Any = None, revision: str | None = None,
+                 allow_pickle: bool = False, trust_remote_code: bool = False, peft: str | None = None,
+                 **kwargs: Any) -> None:
+        from loralab.models import LoadedModel, load_model
+
+        if peft is not None and adapter is not None and str(peft) != str(adapter):
+            raise UserInputError("give the adapter once: adapter= (or its synonym peft=), not both")
+        adapter = adapter if adapter is not None else peft
+        for unsupported in ("delta", "parallelize", "tp_plan", "autogptq", "gptqmodel", "gguf_file"):
+            if kwargs.get(unsupported):
+                raise UserInputError(f"model_args {unsupported}= is not supported by model type {MODEL_TYPE!r}; "
+                                     "use --model hf for it")
+        if isinstance(pretrained, LoadedModel):
+            lm = pretrained
+        elif isinstance(pretrained, str):
+            lm = load_model(pretrained, device=_available_device(device), dtype=None if dtype == "auto" else dtype,
+                            revision=None if revision in (None, "main") else str(revision),
+                            allow_pickle=_flag(allow_pickle), trust_remote_code=_flag(trust_remote_code))
+        else:
+            raise UserInputError("pretrained= must be a loralab model spec or a LoadedModel, "
+                                 f"got {type(pretrained).__name__}")
+        net = lm.model
+        if adapter is not None:
+            from loralab.adapters import attach_adapter
+
+            net = attach_adapter(net, str(adapter), allow_pickle=_flag(allow_pickle))
+        self.routing_task = _set_routing(net, task)
+        self.loralab_model, self.loralab_adapter = lm, None if adapter is None else str(adapter)
+        with _quiet_object_warnings():
+            super().__init__(pretrained=net, tokenizer=lm.tokenizer, **kwargs)
+        self.pretrained = lm.name  # HFLM keeps the object otherwise; the name is what results should show
+
+    def get_model_info(self) -> dict:
+        """Model provenance for lm-eval's results (no hub queries: aliases and directories are not hub ids)."""
+        net = self._model
+        info = {
+            "model_num_parameters": sum(p.numel() for p in net.parameters()),
+            "model_dtype": str(next(net.parameters()).dtype),
+            "model_revision": self.loralab_model.revision or "",
+            "model_sha": self.loralab_model.revision or "",
+            "loralab_model": self.loralab_model.name,
+            "loralab_model_source": self.loralab_model.source,
+            "loralab_adapter": self.loralab_adapter,
+        }
+        method = getattr(net, "method", None)
+        if method is not None:
+            info.update(loralab_method=method, loralab_routing_task=self.routing_task)
+        return info
+
+
+class _DropObjectWarnings(logging.Filter):
+    """HFLM warns that a model object means "many other model arguments may be ignored"; here loralab has
+    already applied device, dtype and adapter, and refuses the arguments that would be ignored."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "not of type `str`" not in message and "already-initialized model" not in message
+
+
+@contextlib.contextmanager
+def _quiet_object_warnings():
+    hf_logger = logging.getLogger("lm_eval.models.huggingface")
+    quiet = _DropObjectWarnings()
+    hf_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        hf_logger.removeFilter(quiet)
+
+
+def _flag(value: Any) -> bool:
+    """model_args values arrive as strings from some callers ("True", "false")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _available_device(device: str | None) -> str | None:
+    """lm-eval's CLI defaults to cuda:0 even without a GPU; fall back to the best available device then."""
+    import torch
+
+    if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("device %s requested but CUDA is not available; using the best available device", device)
+        return None
+    return device
+
+
+def _set_routing(net, task: str | int | None) -> str | None:
+    """Fix the routing of a method checkpoint for the whole evaluation: default task, no router records."""
+    from loralab.moe.model import MoEModel
+
+    if not isinstance(net, MoEModel):
+        if task is not None:
+            raise UserInputError("task= only applies to loralab method checkpoints (adapter=<loralab train --out>)")
+        return None
+    state = net.state
+    state.record = False  # lm-eval runs thousands of forwards; nothing reads the records here
+    if task is None and len(net.tasks) == 1:
+        task = net.tasks[0]
+    if task is not None:
+        if isinstance(task, str) and task.isdigit() and task not in net.tasks:
+            task = int(task)
+        state.default_task_id = net.task_id(task)
+        return net.tasks[state.default_task_id] if net.tasks else str(task)
+    if net.tasks and _routes_by_task(net):
+        raise UserInputError(f"this {net.method} checkpoint routes by task: add task=<one of {', '.join(net.tasks)}> "
+                             "to model_args")
+    return None
+
+
+def _routes_by_task(net) -> bool:
+    """Whether a forward without task ids fails for want of a default task (probed with one token)."""
+    import torch
+
+    try:
+        with torch.inference_mode():
+            net(input_ids=torch.zeros((1, 1), dtype=torch.long, device=next(net.parameters()).device))
+    except ValueError as exc:
+        if "routes by task" in str(exc):
+            return True
+        raise
+    return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """lm-eval's command line with the `loralab` model type registered (`python -m loralab.lmeval ...`)."""
+    from lm_eval.__main__ import cli_evaluate
+
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    cli_evaluate()
+
+
+__all__ = ["MODEL_TYPE", "LoralabLM", "main"]
+
+
+if __name__ == "__main__":
+    from loralab.lmeval import main as _main  # importing the module registers the model type
+
+    _main()
