@@ -172,14 +172,8 @@ def test_peft_adapter_scores_like_loralab_eval(exported, peft_adapters, base_res
     assert theirs == ours(exported[0], peft_adapters[0])[1]
 
 
-XLORA_CACHE_BUG = ("loralab's shared-prompt scorer (eval/loglik.py) runs the prompt with use_cache=True but no "
-                   "past_key_values, so X-LoRA's scaling pass keeps no cache of its own and then scores the choice "
-                   "tokens without the prompt (and the cache it keeps is not batch_repeat_interleave'd); lm-eval, "
-                   "which runs whole sequences, is right")
 
-
-@pytest.mark.parametrize("method", ["loramoe", "moelora", pytest.param("xlora", marks=pytest.mark.xfail(
-    strict=True, reason=XLORA_CACHE_BUG))])
+@pytest.mark.parametrize("method", ["loramoe", "moelora", "xlora"])
 def test_method_checkpoint_scores_like_loralab_eval(exported, peft_adapters, base_results, tmp_path, method):
     # trained on a task named like the export, so `loralab eval` routes a task-routed method by it too
     ckpt = method_checkpoint(method, tmp_path / method, peft_adapters, tasks=(exported[0].stem,))

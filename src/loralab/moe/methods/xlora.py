@@ -140,20 +140,47 @@ class _ScalingPass:
                 if k in ("input_ids", "inputs_embeds", "attention_mask", "position_ids", "cache_position")}
         if args:
             keep["input_ids"] = args[0]
-        past = kwargs.get("past_key_values")
-        continuing = past is not None and hasattr(past, "get_seq_length") and past.get_seq_length() > 0
-        if past is not None and not continuing:
-            self.cache = _new_cache(module)
+        cache = self._scaling_cache(module, kwargs, b)
+        if cache is not None:
+            keep["past_key_values"] = cache
         record, state.record, self.active = state.record, False, True
         try:
             with torch.no_grad():
-                out = module(**keep, past_key_values=self.cache if past is not None else None,
-                             use_cache=past is not None, output_hidden_states=True, logits_to_keep=1)
+                out = module(**keep, use_cache=cache is not None, output_hidden_states=True, logits_to_keep=1)
         finally:
             self.active, state.record = False, record
         logits = self.classifier(out.hidden_states[-1])
         state.extras[KEY] = (scalings_from_logits(logits, cfg), logits)
         return None
+
+
+    def _scaling_cache(self, module, kwargs, batch_size: int):
+        """The scaling pass's own KV cache, kept in step with the main one (None when no cache is used).
+
+        A new sequence (no past, or an empty one) starts a new cache; a continuation reuses it, repeated
+        when the main cache was (sharing one prompt across several continuations, as the multiple-choice
+        scorer does). A cache that does not match the main one's length is an error, not a silent mix.
+        """
+        past = kwargs.get("past_key_values")
+        past_len = past.get_seq_length() if past is not None and hasattr(past, "get_seq_length") else 0
+        if past_len == 0:
+            self.cache = _new_cache(module) if (past is not None or kwargs.get("use_cache")) else None
+            return self.cache
+        if self.cache is None or self.cache.get_seq_length() != past_len:
+            raise RuntimeError("X-LoRA: the scaling-pass cache is out of step with the model's past_key_values; "
+                               "start a new sequence without past_key_values")
+        cached = _cache_batch(self.cache) or batch_size
+        if cached != batch_size:
+            if batch_size % cached:
+                raise RuntimeError(f"X-LoRA: cannot expand a scaling cache of batch {cached} to {batch_size}")
+            self.cache.batch_repeat_interleave(batch_size // cached)
+        return self.cache
+
+
+def _cache_batch(cache) -> int | None:
+    layers = getattr(cache, "layers", None)
+    keys = getattr(layers[0], "keys", None) if layers else None
+    return int(keys.shape[0]) if keys is not None and keys.dim() > 0 else None
 
 
 def _new_cache(model):
