@@ -168,3 +168,27 @@ def test_library_build_bad_input(monkeypatch, capsys, tmp_path, args, needle):
                            "--out", str(tmp_path / "lib"), *args)
     assert code == 2 and needle in err and "Traceback" not in err
     assert not (tmp_path / "lib").exists()
+
+
+def test_compare_methods_table_and_resume(monkeypatch, capsys, tmp_path):
+    lib = tmp_path / "lib"
+    for name in ("ex_a", "ex_b", "target"):
+        write_mc_jsonl(tmp_path / f"{name}.jsonl", n=24)
+    args = ["--model", "tiny-llama", "--max-steps", "2", "--eval-limit", "3"]
+    code, _, err = run_cli(monkeypatch, capsys, "library", "build", "--tasks",
+                           ",".join(str(tmp_path / f"{n}.jsonl") for n in ("ex_a", "ex_b", "target")),
+                           "--out", str(lib), *args[:4], "--eval-limit", "0")
+    assert code == 0, err
+    out_dir = tmp_path / "cmp"
+    compare = ["compare", "--methods", "loramoe,rocket,lora,base", "--tasks", str(tmp_path / "target.jsonl"),
+               "--library", str(lib), "--experts", "ex_a,ex_b,target", "--out", str(out_dir), *args]
+    code, out, err = run_cli(monkeypatch, capsys, *compare)
+    assert code == 0, err
+    assert all(f"| {m} |" in out for m in ("loramoe", "rocket", "lora", "base"))
+    cells = sorted(p.name for p in (out_dir / "cells").iterdir())
+    assert cells == ["base--target.json", "lora--target.json", "loramoe--target.json", "rocket--target.json"]
+    record = json.loads((out_dir / "cells" / "rocket--target.json").read_text())
+    assert record["experts"] == ["ex_a", "ex_b"] and record["leave_one_out"] is True  # own LoRA left out
+    before = {p.name: p.stat().st_mtime_ns for p in (out_dir / "cells").iterdir()}
+    code, _, _ = run_cli(monkeypatch, capsys, *compare)
+    assert code == 0 and before == {p.name: p.stat().st_mtime_ns for p in (out_dir / "cells").iterdir()}

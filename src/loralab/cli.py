@@ -309,6 +309,37 @@ def analyze_router_cmd(
     err.print(f"wrote {out_dir}")
 
 
+@app.command("compare")
+def compare_cmd(
+    model: Annotated[str, typer.Option(help="Alias, local directory or hub id of the base model.")],
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (loralab methods ls).")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated target tasks.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (cells, checkpoints, results.md).")],
+    library: Annotated[Optional[Path], typer.Option(help="LoRA library the experts come from.")] = None,
+    experts: Annotated[Optional[str], typer.Option(help="Comma-separated library tasks used as experts.")] = None,
+    include_own: Annotated[bool, typer.Option(help="Keep the target task's own LoRA among the experts.")] = False,
+    hparams: Annotated[Optional[Path], typer.Option(help="YAML of training hyperparameters (LoRAHparams).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Override max_steps.")] = None,
+    eval_limit: Annotated[int, typer.Option(help="Evaluate on the first N examples of the split.")] = 200,
+    split: Split = "test",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ...")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train and evaluate every (method, task) cell under one protocol; print the method x task table."""
+    from loralab.compare import compare_methods
+    from loralab.library import load_hparams
+
+    if eval_limit < 1:
+        raise _usage(f"--eval-limit must be >= 1, got {eval_limit}")
+    hp = load_hparams(hparams, max_steps=max_steps)
+    split_list = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
+    compare_methods(model, split_list(methods), split_list(tasks), out_dir, library=library,
+                    experts=split_list(experts) if experts else None, include_own=include_own,
+                    hparams=hp, eval_limit=eval_limit, split=split, data_dir=data_dir, device=device)
+    out.print((out_dir / "results.md").read_text(encoding="utf-8"), markup=False)
+    err.print(f"wrote {out_dir / 'results.md'}")
+
+
 def _print_library(entries, title: str) -> None:
     table = Table(title=title)
     for col in ("task", "domain", "model", "origin", "rank", "steps", "train loss", "metric", "base", "adapter", "delta"):
