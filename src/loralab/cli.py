@@ -318,6 +318,8 @@ def compare_cmd(
     library: Annotated[Optional[Path], typer.Option(help="LoRA library the experts come from.")] = None,
     experts: Annotated[Optional[str], typer.Option(help="Comma-separated library tasks used as experts.")] = None,
     include_own: Annotated[bool, typer.Option(help="Keep the target task's own LoRA among the experts.")] = False,
+    from_scratch: Annotated[Optional[str], typer.Option(help="Methods that could start from library LoRAs but "
+                                                        "should train from scratch (comma-separated).")] = None,
     hparams: Annotated[Optional[Path], typer.Option(help="YAML of training hyperparameters (LoRAHparams).")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Override max_steps.")] = None,
     eval_limit: Annotated[int, typer.Option(help="Evaluate on the first N examples of the split.")] = 200,
@@ -335,7 +337,7 @@ def compare_cmd(
     split_list = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
     compare_methods(model, split_list(methods), split_list(tasks), out_dir, library=library,
                     experts=split_list(experts) if experts else None, include_own=include_own,
-                    hparams=hp, eval_limit=eval_limit, split=split, data_dir=data_dir, device=device)
+                    from_scratch=split_list(from_scratch) if from_scratch else (), hparams=hp, eval_limit=eval_limit, split=split, data_dir=data_dir, device=device)
     out.print((out_dir / "results.md").read_text(encoding="utf-8"), markup=False)
     err.print(f"wrote {out_dir / 'results.md'}")
 

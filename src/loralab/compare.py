@@ -6,7 +6,8 @@
 Every cell trains with the same hyperparameters on the task's train split and is scored on the same
 test examples. Cells are idempotent: a finished cell's result JSON is reused on a re-run. The target
 task's own LoRA is left out of the experts (leave-one-out) unless `include_own` is set, and each
-result says which experts it used.
+result says which experts it used. Methods that may start from library LoRAs do so, except those named
+in `from_scratch`; the `lora` baseline is the target task's own library LoRA.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def compare_methods(
     library: str | os.PathLike[str] | None = None,
     experts: Sequence[str] | None = None,
     include_own: bool = False,
+    from_scratch: Sequence[str] = (),
     hparams: LoRAHparams | None = None,
     eval_limit: int | None = 200,
     split: str = "test",
@@ -58,7 +60,9 @@ def compare_methods(
                 records.append(json.loads(cell.read_text(encoding="utf-8")))
                 logger.info("%s on %s: done, skipped", method, task.name)
                 continue
-            uses = spec.library != "none" and bool(chosen) and (spec.library == "required" or method != "lora")
+            # methods that may use library LoRAs start from them unless listed in `from_scratch`
+            uses = bool(chosen) and (spec.library == "required" or (
+                spec.library == "optional" and method != "lora" and method not in from_scratch))
             ckpt = out / "checkpoints" / f"{method}--{task.name}"
             info = train_method(method, model, [task], ckpt, library=library if uses or method == "lora" else None,
                                 experts=chosen if uses else None, hparams=hparams, data_dir=data_dir, device=device)
