@@ -8,18 +8,7 @@ import sys
 
 import pytest
 
-from loralab.cli import main
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["loralab", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from helpers import run_cli
 
 
 def write_mc_jsonl(path, n=6, split=None):

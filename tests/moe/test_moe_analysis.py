@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 
 import pytest
 import torch
-from helpers import toy_task
+from helpers import run_cli, toy_task
 
 from loralab.analysis import FILES, analyze_router, expert_labels, router_statistics, sequences
 from loralab.api import export_task
@@ -201,19 +200,6 @@ def test_plain_peft_adapter_is_a_one_line_error(tiny_libraries, tmp_path, task_f
         analyze_router("tiny-llama", peft_dir, task_files, progress=False)
     with pytest.raises(AdapterError, match="no router"):
         router_statistics(build_tiny_model("llama").model, None, toy_tasks(), progress=False)
-
-
-def run_cli(monkeypatch, capsys, *args):
-    from loralab.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["loralab", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_analyze_router(tiny_libraries, tmp_path, task_files, monkeypatch, capsys):
