@@ -134,3 +134,7 @@ def test_one_hyperparameter_set_per_library(tmp_path):
         build_library(lm, [toy_task("beta")], tmp_path / "lib", hparams=HP.replace(max_steps=7), eval_limit=0,
                       progress=False)
     assert not (tmp_path / "lib" / "tiny-llama" / "beta").exists()
+    # logging and checkpoint cadence do not change the weights: such adapters share the library
+    build_library(lm, [toy_task("gamma")], tmp_path / "lib", hparams=HP.replace(report_to="tensorboard",
+                  checkpoint_steps=1), eval_limit=0, progress=False)
+    assert (tmp_path / "lib" / "tiny-llama" / "gamma" / "adapter_model.safetensors").is_file()

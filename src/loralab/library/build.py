@@ -88,7 +88,8 @@ def _check_shared_hparams(lib: Library, slug: str, hp: LoRAHparams) -> None:
     for entry in lib.entries(slug):
         if entry.origin != "trained":
             continue
-        diff = sorted(k for k in set(wanted) | set(entry.hparams) if wanted.get(k) != entry.hparams.get(k))
+        diff = sorted(k for k in set(wanted) | set(entry.hparams)
+                      if k not in LoRAHparams.LOGGING_FIELDS and wanted.get(k) != entry.hparams.get(k))
         if diff:
             shown = ", ".join(f"{k}={entry.hparams.get(k)!r} (asked {wanted.get(k)!r})" for k in diff[:4])
             raise ConfigError(f"library {lib.root} was built for {slug} with other hyperparameters: {shown}; "

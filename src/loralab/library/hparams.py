@@ -58,6 +58,9 @@ class LoRAHparams:
     checkpoint_steps: int | None = None
     report_to: Literal["none", "tensorboard"] = "none"
 
+    # fields that change logging or checkpointing, not the trained weights: adapters differing only here share a library
+    LOGGING_FIELDS = frozenset({"report_to", "checkpoint_steps"})
+
     def __post_init__(self) -> None:
         _positive("rank", self.rank)
         _positive("batch_size", self.batch_size)
