@@ -114,9 +114,14 @@ def train_method(
     try:
         features = method_features(task_objs, lm.tokenizer, hp, getattr(moe.method_config, "task_types", {}) or {})
         work = Path(out).with_name(f".{Path(out).name}.work")
-        stats = train_adapter(moe, lm.tokenizer, features, hp, work, description=method, progress=progress)
+        task_batches = bool(getattr(moe.method_config, "task_batches", False)) and len(task_objs) > 1
+        stats = train_adapter(moe, lm.tokenizer, features, hp, work, description=method, progress=progress,
+                              task_batches=task_batches)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
-                          "examples": stats.examples}, "hparams": hp.to_dict(), "model": lm.name}
+                          "examples": stats.examples, "task_batches": task_batches},
+                "hparams": hp.to_dict(), "model": lm.name}
+        if stats.history:
+            info["train"]["history"] = stats.history
         moe.save_pretrained(out, extra=info, extra_dirs={"tensorboard": work / "runs"})
     finally:
         lm.model = moe.unload()

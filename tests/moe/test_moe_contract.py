@@ -65,6 +65,12 @@ CASES: dict[str, Case] = {
     # library LoRA: attention LoRA and the single FFN expert are that LoRA, top-1 of 1 has gate 1
     "mixlora": Case({"num_experts": 2, "top_k": 2}, r"(lora_A|lora_B|router\.gate\.weight)$",
                     one_expert={"top_k": 1}),
+    # more: rank-1 experts = rank components of one LoRA; the per-module task embeddings and rank gates train
+    "more": Case({"rank": 4}, r"(lora_A|lora_B|router\.gate\.(weight|bias)|router\.task_embedding\.weight)$",
+                 one_expert=None, mergeable=True),
+    # multilora: N parallel LoRAs with learned scales; no router, no library experts
+    "multilora": Case({"num_modules": 3, "rank": 2}, r"(lora_A|lora_B|router\.scale)$", one_expert=None,
+                      mergeable=True),
 }
 # Methods whose checkpoints are plain PEFT adapters (no MoEModel): name -> test file covering the contract.
 PEFT_FORMAT_METHODS: dict[str, str] = {

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,17 +100,36 @@ def answer_only_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], nu
 class AnswerOnlyTrainer(Trainer):
     """HF Trainer with `answer_only_loss`; the loss is already normalised over the accumulated batch."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, batch_sampler=None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.loss_is_scaled_for_ga = True
         self._router_sums: dict[str, float] = {}
         self._router_count = 0
+        self._batch_sampler = batch_sampler
+        self.method_history: list[dict[str, float]] = []
+
+    def get_train_dataloader(self):  # noqa: D102
+        if self._batch_sampler is None:
+            return super().get_train_dataloader()
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(self.train_dataset, batch_sampler=self._batch_sampler, collate_fn=self.data_collator,
+                            num_workers=self.args.dataloader_num_workers)
+        return self.accelerator.prepare(loader)
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        """Add the router statistics averaged since the last log (they reach TensorBoard with the loss)."""
+        """Add the router statistics averaged since the last log and the method's own statistics.
+
+        They reach TensorBoard with the loss; the method statistics are also kept in `method_history`.
+        """
         if self._router_count:
             logs.update({k: v / self._router_count for k, v in self._router_sums.items()})
             self._router_sums, self._router_count = {}, 0
+        stats_fn = getattr(self.model, "method_stats", None)
+        stats = stats_fn() if callable(stats_fn) else {}
+        if stats:
+            logs.update(stats)
+            self.method_history.append({"step": self.state.global_step, **stats})
         super().log(logs, *args, **kwargs)
 
     def _collect_router_stats(self, model, aux) -> None:
@@ -213,15 +232,25 @@ class TrainStats:
     train_loss: float
     seconds: float
     examples: int
+    history: list[dict[str, float]] = field(default_factory=list)  # method statistics per logging step
 
 
 def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: LoRAHparams,
-                  work_dir: str | os.PathLike[str], *, description: str = "training", progress: bool = True) -> TrainStats:
-    """Train the (PEFT-wrapped) `model` in place; resumes from a checkpoint in `work_dir` if there is one."""
+                  work_dir: str | os.PathLike[str], *, description: str = "training", progress: bool = True,
+                  task_batches: bool = False) -> TrainStats:
+    """Train the (PEFT-wrapped) `model` in place; resumes from a checkpoint in `work_dir` if there is one.
+
+    `task_batches`: one-task batches drawn by task size (`TaskBatchSampler`; features carry `task_ids`).
+    """
     args = training_arguments(hp, work_dir, len(features))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    sampler = None
+    if task_batches:
+        from loralab.library.sampling import TaskBatchSampler
+
+        sampler = TaskBatchSampler([f["task_ids"] for f in features], hp.batch_size, seed=hp.seed)
     trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=features, data_collator=PadCollator(pad),
-                                callbacks=[RichProgressCallback(description, progress)])
+                                callbacks=[RichProgressCallback(description, progress)], batch_sampler=sampler)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; the rich bar shows the loss
     checkpoints = sorted(Path(work_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     resume = str(checkpoints[-1]) if checkpoints else None
@@ -230,4 +259,5 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
     result = trainer.train(resume_from_checkpoint=resume)
     model.eval()
     return TrainStats(steps=result.global_step, train_loss=float(result.training_loss),
-                      seconds=float(result.metrics.get("train_runtime", 0.0)), examples=len(features))
+                      seconds=float(result.metrics.get("train_runtime", 0.0)), examples=len(features),
+                      history=trainer.method_history)

@@ -49,12 +49,15 @@ class MoEModel(nn.Module):
         aux_loss: `aux_loss(moe_model) -> tensor | None` from the router records of the last forward.
         merge_deltas: For mergeable methods, `merge_deltas(moe_model, task_id) -> {layer name: (out, in) delta}`,
             the weight update each wrapped linear applies for that task (see `merge_and_unload`).
+        stats: `stats(moe_model) -> {name: value}`, method-specific numbers logged at every logging step of
+            training (e.g. MoRE's chosen rank per task), so their history is kept with the checkpoint.
     """
 
     def __init__(self, model: nn.Module, method: str, config: Any, state: RoutingState, tasks: list[str],
                  experts: list[dict[str, Any]], base_keys: set[str],
                  aux_loss: Callable[[MoEModel], torch.Tensor | None] | None = None,
-                 merge_deltas: Callable[[MoEModel, int | None], dict[str, torch.Tensor]] | None = None) -> None:
+                 merge_deltas: Callable[[MoEModel, int | None], dict[str, torch.Tensor]] | None = None,
+                 stats: Callable[[MoEModel], dict[str, float]] | None = None) -> None:
         super().__init__()
         self.model = model
         self.method, self.method_config, self.tasks, self.experts = method, config, list(tasks), list(experts)
@@ -62,6 +65,11 @@ class MoEModel(nn.Module):
         object.__setattr__(self, "_base_keys", {f"model.{k}" for k in base_keys})
         object.__setattr__(self, "_aux_loss", aux_loss)
         object.__setattr__(self, "_merge_deltas", merge_deltas)
+        object.__setattr__(self, "_stats", stats)
+
+    def method_stats(self) -> dict[str, float]:
+        """Method-specific statistics of the current weights (empty for most methods)."""
+        return self._stats(self) if self._stats is not None else {}
 
     @property
     def config(self):  # transformers' Trainer and generation utilities read model.config

@@ -1,0 +1,113 @@
+"""Fold an adapter into the base weights for one task and write a plain transformers model.
+
+    loralab merge --adapter runs/more --task navigate --out runs/more-navigate
+
+The result is an ordinary model folder (config, safetensors weights, tokenizer) that any transformers
+code loads with `AutoModelForCausalLM.from_pretrained`, at exactly the base model's inference cost.
+Works for every mergeable method (MoRE, MOELoRA and MTL-LoRA per task; LoraHub, single and multi-task
+LoRA, PEFT merges) and for plain PEFT adapters, including library entries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from loralab.errors import AdapterError, UserInputError
+
+logger = logging.getLogger(__name__)
+MERGE_FILE = "loralab_merge.json"
+_META_FILES = ("loralab_method.json", "loralab_train.json", "loralab.json")
+
+
+def adapter_model_name(adapter: str | os.PathLike[str]) -> str | None:
+    """The base model an adapter was trained on, from its loralab metadata (None if it has none)."""
+    for name in _META_FILES:
+        path = Path(adapter) / name
+        if path.is_file():
+            try:
+                meta = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise AdapterError(f"{path}: unreadable metadata ({exc})") from None
+            if isinstance(meta, dict) and isinstance(meta.get("model"), str):
+                return meta["model"]
+    return None
+
+
+def merge_adapter(
+    adapter: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    task: str | None = None,
+    model: str | None = None,
+    nearest_examples: int = 0,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Merge `adapter` (for `task` when the method routes by task) into its base model; write it to `out`.
+
+    Args:
+        adapter: A loralab method checkpoint or a PEFT adapter folder.
+        out: Folder for the merged model (written atomically; must not exist).
+        task: The task to merge for (task-routed methods). A task the checkpoint was not trained on needs
+            `nearest_examples` > 0: MoRE then picks the nearest training task from that many train examples.
+        model: The base model; default: the one recorded in the adapter's metadata.
+        nearest_examples: See `task`.
+
+    Returns the provenance record also written to `out/loralab_merge.json`.
+    """
+    from loralab.models import load_model
+    from loralab.moe.model import MoEModel
+    from loralab.utils.io import atomic_dir
+
+    out = Path(out)
+    if out.exists():
+        raise UserInputError(f"--out {str(out)!r} already exists; choose a new folder")
+    model = model or adapter_model_name(adapter)
+    if model is None:
+        raise UserInputError(f"{adapter}: no loralab metadata names the base model; pass --model")
+    lm = load_model(model, device=device)
+    from loralab.adapters import attach_adapter
+
+    net = attach_adapter(lm.model, adapter)
+    record: dict[str, Any] = {"adapter": str(adapter), "model": model, "task": task}
+    if isinstance(net, MoEModel):
+        merge_task = _resolve_task(net, lm, task, nearest_examples, data_dir, record)
+        merged = net.merge_and_unload(merge_task)
+        record.update(method=net.method, merged_task=merge_task)
+    else:  # a PEFT adapter: one fixed update, the task does not matter
+        merged = net.merge_and_unload()
+        record["method"] = "peft"
+    with atomic_dir(out) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        lm.tokenizer.save_pretrained(tmp)
+        (tmp / MERGE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    logger.info("merged %s into %s -> %s", adapter, model, out)
+    return record
+
+
+def _resolve_task(net, lm, task: str | None, nearest_examples: int, data_dir, record: dict) -> str | None:
+    if task is None or task in net.tasks:
+        return task
+    if nearest_examples <= 0 or net.method != "more":
+        raise UserInputError(f"--task {task!r}: this {net.method} checkpoint was trained on {net.tasks}; "
+                             + ("pass --nearest N to pick the nearest training task from N examples"
+                                if net.method == "more" else "choose one of them"))
+    from loralab.data import load_task
+    from loralab.library.trainer import PadCollator, training_features
+    from loralab.library.hparams import LoRAHparams
+    from loralab.moe.methods.more import nearest_task
+
+    unseen = load_task(task, data_dir=data_dir)
+    features = training_features(unseen, lm.tokenizer, LoRAHparams(), unseen.split("train", nearest_examples))
+    collate = PadCollator(lm.tokenizer.pad_token_id or 0)
+    batches = [collate(features[i:i + 8]) for i in range(0, len(features), 8)]
+    device = next(net.parameters()).device
+    batches = [{k: v.to(device) for k, v in b.items() if k in ("input_ids", "attention_mask")} for b in batches]
+    chosen, votes = nearest_task(net, batches)
+    logger.info("unseen task %s: nearest training task %s (votes %s)", task, chosen, votes)
+    record.update(nearest_task=chosen, nearest_votes=votes)
+    return chosen
