@@ -272,6 +272,37 @@ def train_cmd(
     err.print(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}); wrote {out}")
 
 
+@app.command("merge")
+def merge_cmd(
+    adapter: Annotated[Path, typer.Option(help="Method checkpoint (loralab train --out) or PEFT adapter folder.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="New folder for the merged transformers model.")],
+    task: Annotated[Optional[str], typer.Option(help="Task to merge for (task-routed methods: MoRE, MOELoRA, "
+                                                     "MTL-LoRA).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Base model (default: the one the adapter records).")] = None,
+    nearest: Annotated[int, typer.Option(help="MoRE, task not seen in training: pick the nearest training task "
+                                              "from this many of its train examples.")] = 0,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ...")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Fold an adapter into the base weights (per task) and save a plain transformers model."""
+    from loralab.merge import merge_adapter
+
+    if nearest < 0:
+        raise _usage(f"--nearest must be >= 0, got {nearest}")
+    record = merge_adapter(adapter, out_dir, task=task, model=model, nearest_examples=nearest, data_dir=data_dir,
+                           device=device)
+    chosen = f" for task {record['merged_task']}" if record.get("merged_task") else ""
+    err.print(f"merged {record['method']} adapter{chosen} into {record['model']}; wrote {out_dir}")
+
+
+@app.command("ranks")
+def ranks_cmd(adapter: Annotated[Path, typer.Argument(help="MoRE checkpoint folder.")]) -> None:
+    """MoRE: the rank each task chose in each module (histogram) and how the mean changed during training."""
+    from loralab.moe.rank_report import rank_report
+
+    out.print(rank_report(adapter).markdown(), markup=False)
+
+
 @app.command("analyze-router")
 def analyze_router_cmd(
     model: Annotated[str, typer.Option(help="Alias, local directory or hub id of the base model.")],
@@ -326,6 +357,12 @@ def compare_cmd(
     split: Split = "test",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ...")] = None,
     data_dir: DataDir = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Comma-separated training seeds, e.g. 0,1,2: every cell runs "
+                                                 "once per seed and the table shows mean ± std (default: the "
+                                                 "hyperparameters' seed).")] = None,
+    multitask: Annotated[bool, typer.Option(help="Train one model per method on all --tasks jointly and evaluate "
+                                            "it on each task (base: the base model; lora: each task's own "
+                                            "library LoRA).")] = False,
 ) -> None:
     """Train and evaluate every (method, task) cell under one protocol; print the method x task table."""
     from loralab.compare import compare_methods
@@ -333,13 +370,62 @@ def compare_cmd(
 
     if eval_limit < 1:
         raise _usage(f"--eval-limit must be >= 1, got {eval_limit}")
-    hp = load_hparams(hparams, max_steps=max_steps)
     split_list = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in split_list(seeds)]
+        except ValueError:
+            raise _usage(f"--seeds must be comma-separated integers like 0,1,2, got {seeds!r}") from None
+        if not seed_list:
+            raise _usage("--seeds must name at least one seed")
+    hp = load_hparams(hparams, max_steps=max_steps)
     compare_methods(model, split_list(methods), split_list(tasks), out_dir, library=library,
                     experts=split_list(experts) if experts else None, include_own=include_own,
-                    from_scratch=split_list(from_scratch) if from_scratch else (), hparams=hp, eval_limit=eval_limit, split=split, data_dir=data_dir, device=device)
+                    from_scratch=split_list(from_scratch) if from_scratch else (), hparams=hp, eval_limit=eval_limit,
+                    split=split, data_dir=data_dir, device=device, seeds=seed_list, multitask=multitask)
     out.print((out_dir / "results.md").read_text(encoding="utf-8"), markup=False)
     err.print(f"wrote {out_dir / 'results.md'}")
+
+
+@app.command("select")
+def select_cmd(
+    strategy: Annotated[str, typer.Option(help="random, ppl, manual or embedding.")],
+    library: Annotated[Path, typer.Option(help="LoRA library folder.")],
+    task: Annotated[str, typer.Option(help="Target task (suite name or task file).")],
+    k: Annotated[int, typer.Option(help="How many LoRAs to choose.")],
+    model: Annotated[str, typer.Option(help="Alias, local directory or hub id of the base model.")],
+    exclude_own: Annotated[bool, typer.Option("--exclude-own/--include-own",
+                                              help="Leave the target task's own LoRA out (leave-one-out).")] = True,
+    seed: Annotated[Optional[int], typer.Option(help="random: the seed (default 0).")] = None,
+    relevance: Annotated[Optional[Path], typer.Option(help="manual: YAML mapping each target task to a list of "
+                                                      "relevant tasks or to {task: score} (default: same domain "
+                                                      "tag = relevant).")] = None,
+    n_examples: Annotated[Optional[int], typer.Option(help="ppl, embedding: target examples read (default 16).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="ppl, embedding: the target's train or validation split "
+                                                 "(default train; never test).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ... (default: best available).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Choose k library LoRAs for a target task and print them with their scores."""
+    from loralab.selection import get_selector, select_experts
+
+    chosen = select_experts(strategy, model, library, task, k, exclude_own=exclude_own, data_dir=data_dir,
+                            device=device, seed=seed, relevance=relevance, n_examples=n_examples, split=split)
+    spec = get_selector(strategy)
+    first = chosen[0]
+    table = Table()
+    for col in ("rank", "task", "domain", spec.score_name):
+        table.add_column(col, justify="right" if col in ("rank", spec.score_name) else "left")
+    for s in chosen:
+        table.add_row(str(s.rank), s.task, s.domain, f"{s.score:.4f}")
+    note = {"excluded": f"target's own LoRA ({first.target}) excluded (leave-one-out)",
+            "included": f"target's own LoRA ({first.target}) included (--include-own)",
+            "absent": f"target {first.target} has no LoRA of its own in the library"}[first.own_lora]
+    out.print(f"{strategy} selection for {first.target} ({model}, library {library}): "
+              f"{'highest' if spec.higher_is_better else 'lowest'} {spec.score_name} wins", markup=False)
+    out.print(table)
+    out.print(note, markup=False)
 
 
 def _print_library(entries, title: str) -> None:

@@ -1,0 +1,123 @@
+"""`select_experts`: choose k library LoRAs for a target task with any registered strategy.
+
+Everything that is not a strategy's own scoring happens here, once: the strategy and its options are
+checked, the target task and the library are read, the target's own LoRA is left out (leave-one-out,
+the default, so a selection is judged on transfer and not on the answer), k is checked against the
+candidates that remain, and only then is the model loaded, and only for strategies that need it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from loralab.data import Task, load_task
+from loralab.errors import ConfigError, UserInputError
+from loralab.library.store import AdapterEntry, Library, model_slug
+from loralab.models import LoadedModel, load_model
+from loralab.selection.base import OwnLoRA, Selection, SelectionContext, Selector, rank_scores
+from loralab.selection.registry import get_selector
+
+logger = logging.getLogger(__name__)
+
+
+def make_selector(strategy: str, **options: Any) -> Selector:
+    """The strategy with its options (None values are left at their defaults); unknown names fail loudly."""
+    cls = get_selector(strategy)
+    fields = [f.name for f in dataclasses.fields(cls.config_cls)]
+    given = {k: v for k, v in options.items() if v is not None}
+    for key in given:
+        if key not in fields:
+            raise ConfigError(f"option {key!r} does not apply to strategy {strategy!r}; its options: "
+                              f"{', '.join(fields) or 'none'}")
+    return cls(cls.config_cls(**given))
+
+
+def select_experts(
+    strategy: str | Selector,
+    model: str | LoadedModel,
+    library: str | os.PathLike[str],
+    task: str | Task,
+    k: int,
+    *,
+    exclude_own: bool = True,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    library_tasks: Mapping[str, Task] | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> list[Selection]:
+    """The k best library LoRAs of `model` for `task` under `strategy`, best first.
+
+    Args:
+        strategy: A registered strategy name (`random`, `ppl`, `manual`, `embedding`) or a `Selector`.
+        model: Base model: alias, local directory or hub id, or an already loaded `LoadedModel` (it is
+            used as is and handed back unwrapped). Its name picks the library's adapters.
+        library: Library folder (`loralab library build --out`).
+        task: Target task: suite name, task file, or a `Task`.
+        k: How many LoRAs to choose, 1 to the number of candidates.
+        exclude_own: Leave the target's own library LoRA out (leave-one-out). Each `Selection` records
+            whether it was excluded, included, or absent from the library.
+        data_dir: Task data folder (suite tasks).
+        device: Where a model given by name is loaded.
+        library_tasks: Task objects for library tasks that are not suite tasks (`embedding` reads them).
+        progress: Progress bars on stderr.
+        **options: The strategy's options (fields of its config dataclass): `seed` (random),
+            `relevance` (manual: a YAML path or mapping), `n_examples`, `split`, `batch_size`,
+            `max_length` (ppl, embedding), `layer` (embedding). None leaves an option at its default.
+
+    Raises:
+        UserInputError: unknown strategy (with "did you mean") or option, a k outside 1..candidates,
+            a library with no adapters for the model, a bad relevance file, a missing task.
+    """
+    selector = strategy if isinstance(strategy, Selector) else make_selector(strategy, **options)
+    if isinstance(strategy, Selector) and any(v is not None for v in options.values()):
+        raise ConfigError("options go into the Selector's config when a Selector object is given")
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise UserInputError(f"--k must be an integer, got {k!r}")
+    target = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
+    model_name = model.name if isinstance(model, LoadedModel) else model
+    lib, slug, entries = _library_entries(library, model_name)
+    own_in_library = any(e.task == target.name for e in entries)
+    candidates = [e for e in entries if not (exclude_own and e.task == target.name)]
+    own: OwnLoRA = ("excluded" if exclude_own else "included") if own_in_library else "absent"
+    if not candidates:
+        raise UserInputError(f"library {lib.root} has only the target's own LoRA ({target.name!r}) for model "
+                             f"{slug!r}: nothing is left to choose from (pass --include-own to allow it)")
+    if not 1 <= k <= len(candidates):
+        left_out = ", the target's own left out" if own == "excluded" else ""
+        why = f"{len(candidates)} LoRAs of {slug!r} in {lib.root}{left_out}"
+        raise UserInputError(f"--k must be between 1 and {len(candidates)} ({why}), got {k}")
+    context = SelectionContext(target=target, candidates=candidates, library=lib, model_slug=slug, entries=entries,
+                               data_dir=data_dir, library_tasks=dict(library_tasks or {}), progress=progress)
+    selector.prepare(context)
+    if selector.needs_model:
+        context.lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+    scores = selector.scores(context)
+    if set(scores) != {e.task for e in candidates}:
+        raise RuntimeError(f"strategy {selector.name!r} scored {sorted(scores)}, not the candidates "
+                           f"{sorted(e.task for e in candidates)}")  # a bug in the strategy, not bad input
+    by_task = {e.task: e for e in candidates}
+    chosen = [Selection(rank=i, task=name, score=score, score_name=selector.score_name, strategy=selector.name,
+                        target=target.name, own_lora=own, domain=by_task[name].domain, path=str(by_task[name].path))
+              for i, (name, score) in enumerate(rank_scores(scores, selector.higher_is_better)[:k], start=1)]
+    logger.info("%s selection for %s (own LoRA %s): %s", selector.name, target.name, own,
+                ", ".join(f"{s.task} ({s.score:.4g})" for s in chosen))
+    return chosen
+
+
+def _library_entries(library: str | os.PathLike[str], model_name: str) -> tuple[Library, str, list[AdapterEntry]]:
+    """The library, the model's folder name in it, and that model's adapters; a clear error when there are none."""
+    lib = Library(library)
+    if not lib.root.is_dir():
+        raise UserInputError(f"library folder does not exist: {lib.root}")
+    slug = model_slug(model_name)
+    entries = lib.entries(slug)
+    if not entries:
+        models = sorted({e.model_slug for e in lib.entries()})
+        have = f"it has adapters for: {', '.join(models)}" if models else "it has no adapters at all"
+        raise UserInputError(f"library {lib.root} has no adapters for model {slug!r}; {have}")
+    return lib, slug, entries

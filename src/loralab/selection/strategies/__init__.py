@@ -1,0 +1,1 @@
+"""Built-in selection strategies; each module registers its `Selector` on import."""
