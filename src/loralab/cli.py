@@ -428,6 +428,54 @@ def select_cmd(
     out.print(note, markup=False)
 
 
+@app.command("bench")
+def bench_cmd(
+    config: Annotated[Optional[str], typer.Argument(help="Benchmark YAML, or a shipped config: quickstart "
+                                                    "(the default), loralib.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output folder: database, report, library, "
+                                                    "selections (default: ./bench-NAME).")] = None,
+    executor: Annotated[str, typer.Option(help="local (one cell at a time in this process) or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="ray: cluster to join (auto, ray://host:10001); "
+                                                   "default: start a local one.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config, count its cells, run nothing.")] = False,
+) -> None:
+    """Run a benchmark grid (models x methods x strategies x k x targets x seeds); cells already done are skipped."""
+    from collections import Counter
+
+    from loralab.bench import expand, load_bench, run_bench
+
+    bench = load_bench(config)
+    if dry_run:
+        cells = expand(bench)
+        counts = Counter((c.method, c.strategy or "-") for c in cells)
+        table = Table(title=f"{bench.config.name}: {len(cells)} cells")
+        for col in ("method", "strategy", "cells"):
+            table.add_column(col, justify="right" if col == "cells" else "left")
+        for (method, strategy), n in counts.items():
+            table.add_row(method, strategy, str(n))
+        out.print(table)
+        return
+    result = run_bench(bench, out_dir, executor=executor, address=address)
+    out.print(f"{result.cells} cells: {result.ran} run now, {result.skipped} already done, {len(result.failed)} failed")
+    for failure in result.failed:
+        err.print(f"failed: {failure['label']}: {failure['error']}", markup=False)
+    out.print(f"report: {result.report} (and report.html, PNG figures beside it)\ndatabase: {result.db}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+def report_cmd(
+    db: Annotated[Path, typer.Argument(help="Benchmark database (OUT/bench.sqlite of `loralab bench`).")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: report/ beside DB).")] = None,
+) -> None:
+    """Rebuild a benchmark's report (Markdown, HTML, PNG) from its database alone."""
+    from loralab.bench import write_report
+
+    path = write_report(db, out_dir)
+    out.print(f"report: {path} (and report.html, PNG figures beside it)")
+
+
 def _print_library(entries, title: str) -> None:
     table = Table(title=title)
     for col in ("task", "domain", "model", "origin", "rank", "steps", "train loss", "metric", "base", "adapter", "delta"):
@@ -455,7 +503,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except LoralabError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        _print_error(str(exc))
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -465,13 +513,41 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # click usage errors (missing option, bad value, unknown command)
+        if not _is_click_error(exc):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # `loralab` alone: the help text
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _print_error(exc.format_message() + hint)
+        sys.exit(exc.exit_code)
+
+
+def _print_error(message: str) -> None:
+    """One line on stderr: `error: ...` (newlines folded, rich markup in the message shown as typed)."""
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    """A click usage error, from click itself or from the copy of click that newer typer versions vendor."""
+    classes: list[type] = []
+    try:
+        from typer.exceptions import TyperException
+
+        classes.append(TyperException)
+    except ImportError:
+        pass
+    try:
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        classes.append(click.exceptions.ClickException)
+    except ImportError:
+        pass
+    return isinstance(exc, tuple(classes)) and hasattr(exc, "format_message") and hasattr(exc, "exit_code")
 
 
 if __name__ == "__main__":

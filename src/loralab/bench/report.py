@@ -1,0 +1,173 @@
+"""The benchmark report, rebuilt from the database alone: `report.md`, `report.html` and PNG figures.
+
+    loralab report bench-quickstart/bench.sqlite       # -> bench-quickstart/report/
+
+The database holds the plan (the cell ids of the config that last ran), so the report covers exactly
+that grid, says how many of its cells are done or failed, and ignores rows of earlier configs that
+share the database. Tables and findings are computed per model.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loralab.bench import tables as T
+from loralab.bench.findings import BASELINE_STRATEGIES, RELEVANCE, findings
+from loralab.bench.plots import write_plots
+from loralab.bench.store import Store
+from loralab.utils.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+def write_report(store: Store | str | Path, out: str | Path | None = None) -> Path:
+    """Write the report for the database's current plan into `out` (default: beside the database); return report.md."""
+    if not isinstance(store, Store):
+        with Store(store, create=False) as opened:
+            return write_report(opened, out)
+    out_dir = Path(out) if out is not None else store.path.parent / "report"
+    meta = store.get_meta("bench") or {}
+    plan = set(meta.get("plan") or [])
+    rows = [r for r in store.rows() if not plan or r["cell_id"] in plan]
+    failures = [f for f in store.failures() if not plan or f["cell_id"] in plan]
+    config = meta.get("config") or {}
+    seeds = list(meta.get("seeds") or sorted({r["seed"] for r in rows if r["seed"] is not None}) or [0])
+    strategies = [s for s in config.get("strategies") or sorted({r["strategy"] for r in rows if r["strategy"]})]
+    blocks: list[Any] = [f"# Benchmark report: {meta.get('name') or 'bench'}", _summary(rows, failures, plan, config)]
+    models = list(dict.fromkeys([*(config.get("models") or []), *sorted({r["model"] for r in rows})]))
+    for model in models:
+        model_rows = [r for r in rows if r["model"] == model]
+        if model_rows:
+            prefix = "" if len(models) == 1 else f"{_slug(model)}-"
+            blocks += _model_section(model, model_rows, seeds, strategies, out_dir, prefix, len(models) > 1)
+    blocks += _provenance(rows, failures)
+    atomic_write_text(out_dir / "report.md", _markdown(blocks))
+    atomic_write_text(out_dir / "report.html", _html(blocks, meta.get("name") or "bench"))
+    logger.info("wrote %s and report.html", out_dir / "report.md")
+    return out_dir / "report.md"
+
+
+def _summary(rows: list[dict], failures: list[dict], plan: set[str], config: dict[str, Any]) -> str:
+    done = f"{len(rows)} of {len(plan)} cells done" if plan else f"{len(rows)} cells"
+    fail = f", {len(failures)} failed (listed at the end)" if failures else ""
+    ev = config.get("eval") or {}
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    def joined(key: str) -> str:
+        return ", ".join(map(str, config.get(key) or [])) or "none"
+
+    scope = f"the first {ev['limit']} examples" if ev.get("limit") else "all examples"
+    hparams = ", ".join(f"{k}={v}" for k, v in (train or {}).items()) or "defaults"
+    parts = [f"{done}{fail}.",
+             (f"Models: {joined('models')}; methods: {joined('methods')}; selection strategies: "
+              f"{joined('strategies')}; k: {joined('k')}; seeds: {joined('seeds')}."),
+             (f"Protocol: every method trains on the target's train split with the same hyperparameters ({hparams}), "
+              f"then is scored on {scope} of the {ev.get('split', 'test')} split (primary metric)."),
+             ("Experts are chosen from the library with the target's own LoRA left out; `lora` is the target's own "
+              "library LoRA (the upper reference), `base` the base model.")]
+    return " ".join(parts)
+
+
+def _model_section(model: str, rows: list[dict], seeds: list[int], strategies: list[str], out_dir: Path,
+                   prefix: str, several: bool) -> list[Any]:
+    recs = T.records(rows, seeds)
+    ks = sorted({r.k for r in recs if r.k is not None})
+    n = len(seeds)
+    blocks: list[Any] = [f"## {model}" if several else "## Results"]
+    blocks += ["### Findings", "\n".join(f"- {f}" for f in findings(recs, rows, strategies))]
+    blocks.append(T.overall_table(recs, n))
+    blocks.append(T.method_task_table(recs, n, show_k=len(ks) > 1))
+    if any(r.strategy for r in recs):
+        blocks.append(T.method_strategy_table(recs, strategies, n))
+        blocks.append(T.strategy_table(recs, strategies, n))
+        pairs = [(a, b) for a in RELEVANCE for b in BASELINE_STRATEGIES if a in strategies and b in strategies]
+        pairs += [("ppl", "random")] if "ppl" in strategies and "random" in strategies else []
+        table = T.strategy_pairs(recs, pairs)
+        if table.rows:
+            blocks.append(table)
+    if len(ks) > 1:
+        blocks.append(T.method_k_table(recs, ks, n))
+    for path in write_plots(recs, strategies, out_dir, prefix):
+        blocks.append(("image", path.name))
+    return blocks
+
+
+def _provenance(rows: list[dict], failures: list[dict]) -> list[Any]:
+    blocks: list[Any] = ["## Provenance"]
+    versions = sorted({", ".join(f"{k} {v}" for k, v in sorted(r["versions"].items()) if v) for r in rows})
+    hashes = sorted({r["git_hash"] or "unknown" for r in rows})
+    compute = sum(r.get("seconds") or 0 for r in rows)
+    hosts = sorted({f"{r.get('executor')} on {r.get('host')} ({r.get('device')})" for r in rows})
+    blocks.append("\n".join([f"- git: {', '.join(hashes) or 'n/a'}", *(f"- versions: {v}" for v in versions),
+                             (f"- compute: {compute / 60:.1f} min summed over cells; ran with "
+                              f"{', '.join(hosts) or 'n/a'}"),
+                             ("- every cell's config, metrics, experts, selection scores and timing are in the "
+                             "database (table `cells`)")]))
+    if failures:
+        blocks.append("## Failed cells")
+        blocks.append("\n".join(f"- `{f['cell_id']}` {_cell_text(f['config'])}: {f['error']}" for f in failures))
+    return blocks
+
+
+def _cell_text(config: dict[str, Any]) -> str:
+    sel = f" [{config['strategy']}, k={config['k']}]" if config.get("strategy") else ""
+    seed = "" if config.get("seed") is None else f", seed {config['seed']}"
+    return f"{config['method']}{sel} on {config['target']} ({config['model']}{seed})"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+# ---------------------------------------------------------------- rendering
+
+def _markdown(blocks: Sequence[Any]) -> str:
+    parts = []
+    for block in blocks:
+        if isinstance(block, T.Table):
+            lines = [f"### {block.title}", "", "| " + " | ".join(block.header) + " |",
+                     "|" + "---|" * len(block.header)]
+            lines += ["| " + " | ".join(f"**{t}**" if best else t for t, best in row) + " |" for row in block.rows]
+            parts.append("\n".join(lines) + (f"\n\n{block.note}" if block.note else ""))
+        elif isinstance(block, tuple):
+            parts.append(f"![{block[1]}]({block[1]})")
+        else:
+            parts.append(block)
+    return "\n\n".join(parts) + "\n"
+
+
+def _inline(text: str) -> str:
+    """Escape, then the two bits of Markdown the report uses: **bold** and `code`."""
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def _html(blocks: Sequence[Any], name: str) -> str:
+    body = []
+    for block in blocks:
+        if isinstance(block, T.Table):
+            head = "".join(f"<th>{_inline(h)}</th>" for h in block.header)
+            rows = "".join("<tr>" + "".join(f"<td>{'<b>' if best else ''}{_inline(t)}{'</b>' if best else ''}</td>"
+                                            for t, best in row) + "</tr>" for row in block.rows)
+            note = f"<p class='note'>{_inline(block.note)}</p>" if block.note else ""
+            body.append(f"<h3>{_inline(block.title)}</h3><table><tr>{head}</tr>{rows}</table>{note}")
+        elif isinstance(block, tuple):
+            body.append(f"<p><img src='{html.escape(block[1])}' alt='{html.escape(block[1])}'></p>")
+        elif block.startswith("#"):
+            level = len(block) - len(block.lstrip("#"))
+            body.append(f"<h{level}>{_inline(block.lstrip('#').strip())}</h{level}>")
+        elif block.startswith("- "):
+            body.append("<ul>" + "".join(f"<li>{_inline(line[2:])}</li>" for line in block.splitlines()) + "</ul>")
+        else:
+            body.append(f"<p>{_inline(block)}</p>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;"
+             "text-align:right}td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:.9em}"
+             "img{max-width:100%}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(name)} benchmark</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

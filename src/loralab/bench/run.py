@@ -1,0 +1,186 @@
+"""One cell, start to finish: select experts, train the method, evaluate, return the database row.
+
+A cell's numbers must be a function of its config alone, so that a re-run, a resumed run and a Ray
+worker all produce the same row. Hence: every cell starts from a pristine copy of the base model (no
+state leaks from the cell before, whatever a method does to the model it is given), training is
+seeded by the cell's seed, the hyperparameters are rebuilt from the hashed protocol (what ran is what
+the id says), and expert selection is deterministic (random selection is seeded by the cell's seed).
+
+The cell writes no result itself: it returns the row and the driver stores it (one writer). It does
+write its checkpoint (atomically, by `train_method`) and a cache of the selection ranking, which only
+saves work: recomputing either gives the same bytes of result.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import shutil
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loralab.bench.grid import Cell
+from loralab.bench.store import now
+
+logger = logging.getLogger(__name__)
+
+TRAIN_KEYS = ("steps", "loss", "examples")  # train info that is a result; its seconds are timing
+_PRISTINE: dict[str, Any] = {}  # per process: model -> LoadedModel on the CPU, never trained on or moved
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a cell reads and writes, and how; nothing here may change a cell's numbers (it is not hashed)."""
+
+    out: str
+    library: str
+    bench: str
+    task_specs: Mapping[str, str]
+    library_names: tuple[str, ...]
+    library_hparams: Mapping[str, Any] = field(default_factory=dict)
+    library_eval_limit: int = 0
+    data_dir: str | None = None
+    device: str | None = None
+    eval_batch_size: int = 8
+    keep_checkpoints: bool = False
+    executor: str = "local"
+
+
+def fresh_model(name: str, device: str | None):
+    """A private copy of the base model on `device`: loaded once per process (on the CPU, so an accelerator
+    holds one copy, not two), deep-copied per cell."""
+    from loralab.models import LoadedModel, load_model
+    from loralab.utils.env import default_device
+
+    if name not in _PRISTINE:
+        _PRISTINE[name] = load_model(name, device="cpu")
+    base = _PRISTINE[name]
+    model = copy.deepcopy(base.model).to(device or default_device())
+    return LoadedModel(model=model, tokenizer=copy.deepcopy(base.tokenizer), name=base.name, source=base.source,
+                       revision=base.revision)
+
+
+def build_model_library(model: str, ctx: RunContext) -> list[str]:
+    """Train the model's missing library LoRAs (idempotent: `build_library` skips finished adapters)."""
+    from loralab.data import load_task
+    from loralab.library import Library, build_library, model_slug
+    from loralab.library.hparams import LoRAHparams
+    from loralab.utils.config import from_mapping
+
+    lib = Library(ctx.library)
+    missing = [t for t in ctx.library_names if not lib.has(model_slug(model), t)]
+    if not missing:
+        return []
+    logger.info("library %s: training %d LoRA(s) for %s: %s", ctx.library, len(missing), model, ", ".join(missing))
+    tasks = [load_task(ctx.task_specs[t], data_dir=ctx.data_dir) for t in ctx.library_names]
+    hp = from_mapping(LoRAHparams, dict(ctx.library_hparams), where="library.hparams")
+    build_library(fresh_model(model, ctx.device), tasks, ctx.library, hparams=hp, eval_limit=ctx.library_eval_limit,
+                  data_dir=ctx.data_dir, device=ctx.device, progress=False)
+    return missing
+
+
+def run_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
+    """Run one cell and return its database row (see `loralab.bench.store`)."""
+    from loralab.api import run_eval
+    from loralab.data import load_task
+    from loralab.train import train_method
+    from loralab.utils.env import git_hash, package_versions
+
+    started, t0 = now(), time.perf_counter()
+    logger.info("cell %s: %s", cell.cell_id, cell.label)
+    lm = fresh_model(cell.model, ctx.device)
+    target = load_task(ctx.task_specs[cell.target], data_dir=ctx.data_dir)
+    selection = choose_experts(cell, lm, target, ctx) if cell.strategy is not None else None
+    experts = [s["task"] for s in selection["chosen"]] if selection else []
+    if selection is not None:
+        lm = fresh_model(cell.model, ctx.device)  # train on a copy nothing was scored with, cached ranking or not
+    t1 = time.perf_counter()
+    ckpt = Path(ctx.out) / "checkpoints" / cell.cell_id
+    shutil.rmtree(ckpt, ignore_errors=True)  # a leftover of a killed run is never trusted
+    uses_library = bool(experts) or cell.method == "lora"
+    info = train_method(cell.method, lm, [target], ckpt, library=ctx.library if uses_library else None,
+                        experts=experts or None, config=dict(cell.protocol.get("method_config") or {}),
+                        hparams=cell_hparams(cell), data_dir=ctx.data_dir, device=ctx.device, progress=False)
+    t2 = time.perf_counter()
+    ev = cell.protocol["eval"]
+    record = run_eval(lm, target, adapter=ckpt, split=ev["split"], limit=ev["limit"], batch_size=ctx.eval_batch_size,
+                      device=ctx.device, progress=False)
+    t3 = time.perf_counter()
+    if not ctx.keep_checkpoints:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    train = info.get("train") or {}
+    return {
+        "cell_id": cell.cell_id, "bench": ctx.bench, **cell.key, "config": cell.config,
+        "primary_metric": record["primary_metric"], "score": float(record["metrics"][record["primary_metric"]]),
+        "n": record["n"], "split": record["split"], "metrics": record["metrics"], "experts": experts,
+        "selection": selection, "own_lora": selection["own_lora"] if selection else None,
+        "train": {k: train[k] for k in TRAIN_KEYS if k in train} or None,
+        "versions": package_versions(), "git_hash": git_hash(),
+        "seconds": round(t3 - t0, 3), "seconds_select": round(t1 - t0, 3), "seconds_train": round(t2 - t1, 3),
+        "seconds_eval": round(t3 - t2, 3), "started_at": started, "finished_at": now(),
+        "host": socket.gethostname(), "executor": ctx.executor, "device": record.get("device"),
+    }
+
+
+def cell_hparams(cell: Cell):
+    """The training hyperparameters rebuilt from the hashed protocol, with the cell's seed."""
+    from loralab.library.hparams import LoRAHparams
+    from loralab.utils.config import from_mapping
+
+    train = dict(cell.protocol.get("train") or {})  # seed-free cells train nothing: defaults
+    if cell.seed is not None:
+        train["seed"] = cell.seed
+    return from_mapping(LoRAHparams, train, where="train")
+
+
+def choose_experts(cell: Cell, lm, target, ctx: RunContext) -> dict[str, Any]:
+    """The top k of the strategy's full ranking of the pool (the target's own LoRA left out).
+
+    The whole pool is ranked once per (model, target, strategy, options, seed for random) and cached:
+    every method and k of that selection reuses it, and a top k of the full ranking is exactly what a
+    selection of k would give (strategies score candidates independently; ties break by name).
+    """
+    ranking = _ranking(cell, lm, target, ctx)
+    return {"strategy": cell.strategy, "k": cell.k, "score_name": ranking["score_name"],
+            "own_lora": ranking["own_lora"], "chosen": ranking["ranked"][: cell.k]}
+
+
+def _ranking(cell: Cell, lm, target, ctx: RunContext) -> dict[str, Any]:
+    from loralab.utils.io import atomic_write_json
+
+    options = {k: v for k, v in cell.protocol["selection"].items() if k != "strategy"}
+    if cell.strategy == "random":
+        options["seed"] = cell.seed
+    key = {"model": cell.model, "target": cell.target, "strategy": cell.strategy, "options": options,
+           "library": cell.protocol["library"]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    cache = Path(ctx.out) / "selections" / f"{digest}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    ranking = {**key, **_rank_pool(cell, lm, target, ctx, options)}
+    atomic_write_json(cache, ranking)
+    return ranking
+
+
+def _rank_pool(cell: Cell, lm, target, ctx: RunContext, options: dict[str, Any]) -> dict[str, Any]:
+    """Rank every library LoRA of the model but the target's own, then keep those of the bench's pool."""
+    from loralab.data import load_task
+    from loralab.library import Library, model_slug
+    from loralab.selection import select_experts
+
+    entries = [e for e in Library(ctx.library).entries(model_slug(lm.name)) if e.task != target.name]
+    library_tasks = {t: load_task(ctx.task_specs[t], data_dir=ctx.data_dir) for t in ctx.library_names}
+    chosen = select_experts(cell.strategy, lm, ctx.library, target, len(entries), exclude_own=True,
+                            data_dir=ctx.data_dir, device=ctx.device, library_tasks=library_tasks, progress=False,
+                            **options)
+    pool = set(ctx.library_names)
+    ranked = [{"task": s.task, "score": s.score, "domain": s.domain} for s in chosen if s.task in pool]
+    for rank, item in enumerate(ranked, start=1):
+        item["rank"] = rank
+    return {"score_name": chosen[0].score_name, "own_lora": chosen[0].own_lora, "ranked": ranked}

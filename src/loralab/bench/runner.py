@@ -1,0 +1,136 @@
+"""`run_bench`: check the config, build what is missing, run the cells not yet in the database, write the report.
+
+    from loralab.bench import run_bench
+    result = run_bench("quickstart", out="bench-quickstart")      # or a YAML path, or None (quickstart)
+    print(result.report)                                           # OUT/report/report.md
+
+Idempotent: the database keeps one row per finished cell, keyed by the hash of the cell's config, so a
+re-run (after a kill, a crash, or with cells added to the grid) runs exactly the cells that have no
+row. Everything a config can get wrong fails before the output folder is created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loralab.bench.executors import make_executor
+from loralab.bench.grid import Bench, Cell, expand, load_bench
+from loralab.bench.run import RunContext
+from loralab.bench.store import Store
+from loralab.errors import ConfigError, UserInputError
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "bench.sqlite"
+
+
+@dataclass
+class BenchResult:
+    """What a run did: the database, the report files, and the cells it ran, skipped or lost."""
+
+    db: Path
+    report: Path | None
+    cells: int
+    ran: int
+    skipped: int
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_bench(config: str | os.PathLike[str] | Bench | None = None, out: str | os.PathLike[str] | None = None, *,
+              executor: str = "local", address: str | None = None, report: bool = True) -> BenchResult:
+    """Run every cell of the grid that is not done yet; return where the database and report are."""
+    bench = config if isinstance(config, Bench) else load_bench(config)
+    cells = expand(bench)
+    out_dir = Path(out if out is not None else f"bench-{bench.config.name}").resolve()
+    library = Path(bench.library.path).resolve() if bench.library.path else out_dir / "library"
+    check_existing_library(bench, library)
+    runner = make_executor(executor, address=address, resources=bench.resources)  # before anything is written
+    try:
+        with _exclusive(out_dir), Store(out_dir / DB_NAME) as store:
+            store.set_meta("bench", {"name": bench.config.name, "config": bench.config.to_dict(),
+                                     "plan": [c.cell_id for c in cells], "seeds": list(bench.config.seeds)})
+            done = store.done_ids()
+            todo = [c for c in cells if c.cell_id not in done]
+            logger.info("%s: %d cells, %d already done, %d to run (%s executor)", bench.config.name, len(cells),
+                        len(cells) - len(todo), len(todo), runner.name)
+            failed: list[dict[str, Any]] = []
+            if todo:
+                ctx = _context(bench, out_dir, library, runner.name)
+                runner.build_libraries(list(dict.fromkeys(c.model for c in todo)), ctx)
+                runner.run(todo, ctx, on_result=lambda cell, row: _store(store, cell, row),
+                           on_failure=lambda cell, error: _fail(store, bench, cell, error, failed))
+            path = None
+            if report:
+                from loralab.bench.report import write_report
+
+                path = write_report(store, out_dir / "report")
+    finally:
+        runner.close()
+    return BenchResult(db=out_dir / DB_NAME, report=path, cells=len(cells), ran=len(todo) - len(failed),
+                       skipped=len(cells) - len(todo), failed=failed)
+
+
+@contextlib.contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    """One driver per output folder: two would run the same cells twice. The OS drops the lock if we are killed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(out_dir / ".bench.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserInputError(f"another `loralab bench` is running on {out_dir}; wait for it or use another "
+                                 "--out") from None
+        yield
+
+
+def _context(bench: Bench, out_dir: Path, library: Path, executor: str) -> RunContext:
+    """Absolute paths only: Ray workers do not share the driver's working directory."""
+    data_dir = bench.data_dir or os.environ.get("LORALAB_DATA_DIR")
+    specs = {name: spec if not Path(spec).exists() else str(Path(spec).resolve())
+             for name, spec in bench.task_specs.items()}
+    return RunContext(out=str(out_dir), library=str(library), bench=bench.config.name, task_specs=specs,
+                      library_names=bench.library_names, library_hparams=bench.library_hparams.to_dict(),
+                      library_eval_limit=bench.library.eval_limit,
+                      data_dir=str(Path(data_dir).resolve()) if data_dir else None, device=bench.config.device,
+                      eval_batch_size=bench.evaluation.batch_size, keep_checkpoints=bench.config.keep_checkpoints,
+                      executor=executor)
+
+
+def _store(store: Store, cell: Cell, row: dict[str, Any]) -> None:
+    store.put(row)
+    logger.info("cell %s done: %s = %.4f (%s)", cell.cell_id, row["primary_metric"], row["score"], cell.label)
+
+
+def _fail(store: Store, bench: Bench, cell: Cell, error: str, failed: list[dict[str, Any]]) -> None:
+    store.put_failure(cell.cell_id, bench.config.name, cell.config, error)
+    failed.append({"cell_id": cell.cell_id, "label": cell.label, "error": error})
+
+
+def check_existing_library(bench: Bench, library: Path) -> None:
+    """An existing library must hold the pool's LoRAs with the config's hyperparameters, or the protocol lies."""
+    from loralab.library import Library, LoRAHparams, model_slug
+
+    if not library.is_dir():
+        return
+    wanted = {k: v for k, v in bench.library_hparams.to_dict().items() if k not in LoRAHparams.LOGGING_FIELDS}
+    lib = Library(library)
+    for model in bench.config.models:
+        for entry in lib.entries(model_slug(model)):
+            if entry.task not in bench.library_names or entry.origin != "trained":
+                continue
+            diff = sorted(k for k in wanted if entry.hparams.get(k) != wanted[k])
+            if diff:
+                shown = ", ".join(f"{k}={entry.hparams.get(k)!r} (config: {wanted[k]!r})" for k in diff[:4])
+                raise ConfigError(f"library {library} holds {entry.task!r} for {model} trained with other "
+                                  f"hyperparameters: {shown}; set library.hparams to match, or use another path")
