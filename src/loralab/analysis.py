@@ -36,7 +36,7 @@ import torch
 
 from loralab.data import Task, load_task
 from loralab.errors import AdapterError, UserInputError
-from loralab.utils.io import atomic_path, atomic_write_json, atomic_write_text
+from loralab.utils.io import atomic_path, atomic_write_json, atomic_write_text, check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +270,8 @@ def analyze_router(
     from loralab.models import load_model
     from loralab.moe.model import is_method_checkpoint
 
+    if out is not None:
+        check_output_path(out, kind="dir")
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     if not task_objs:
         raise UserInputError("--task must name at least one task")

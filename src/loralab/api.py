@@ -19,7 +19,7 @@ from typing import Any
 from loralab.data import Task, example_record, load_task, write_jsonl
 from loralab.eval.evaluator import Timer, evaluate, result_record
 from loralab.models import LoadedModel, load_model
-from loralab.utils.io import atomic_write_json
+from loralab.utils.io import atomic_write_json, check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ def run_eval(
     The task and split are checked before the model loads, and `out` is written atomically only when
     the evaluation finished, so a bad input or an interruption never leaves a partial result.
     """
+    if out is not None:
+        check_output_path(out, kind="file")
     task_obj = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
     task_obj.split(split, limit)  # fail on an empty split before loading any model
     if num_fewshot < 0:
@@ -102,6 +104,7 @@ def export_task(
     data_dir: str | os.PathLike[str] | None = None,
 ) -> int:
     """Write the rendered examples of a split as a unified-format JSONL (exactly the scored strings)."""
+    check_output_path(out, kind="file")
     task_obj = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
     examples = task_obj.split(split, limit)
     records = [example_record(task_obj, ex, task_obj.prompt(ex, task_obj.fewshot_examples(ex, num_fewshot)))

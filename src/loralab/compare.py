@@ -40,7 +40,7 @@ from loralab.compare_table import write_table
 from loralab.data import Task
 from loralab.errors import UserInputError
 from loralab.library.hparams import LoRAHparams
-from loralab.utils.io import atomic_write_json
+from loralab.utils.io import atomic_write_json, check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +101,14 @@ def compare_methods(
     There is one record per (method, task, seed); `seeds=None` runs once with `hparams.seed`.
     """
     from loralab.data import load_task
+    from loralab.library.store import check_name
     from loralab.moe.registry import get_method
 
     specs = {m: get_method(m) for m in methods}  # unknown names fail before any work
+    check_output_path(out, kind="dir")
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
+    for t in task_objs:  # task names become cell and checkpoint file names below `out`
+        check_name("task", t.name)
     hp = hparams or LoRAHparams()
     seed_list = _check_seeds(seeds, hp.seed)
     proto = Protocol(model, Path(out), hp, Path(library) if library is not None else None, eval_limit, split,

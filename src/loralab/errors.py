@@ -60,3 +60,12 @@ class EmptySplitError(UserInputError):
 
 class AdapterError(UserInputError):
     """An adapter directory that is missing files, unsafe to load, or does not fit the base model."""
+
+
+class TrainingDivergedError(LoralabError):
+    """Training produced a NaN or infinite loss (or weights); nothing from the diverged run was saved.
+
+    Not bad input in itself (the same settings can train on other data), so the exit code is 1.
+    """
+
+    exit_code = 1

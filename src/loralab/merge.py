@@ -61,9 +61,9 @@ def merge_adapter(
     """
     from loralab.models import load_model
     from loralab.moe.model import MoEModel
-    from loralab.utils.io import atomic_dir
+    from loralab.utils.io import atomic_dir, check_output_path
 
-    out = Path(out)
+    out = check_output_path(out, kind="dir")
     if out.exists():
         raise UserInputError(f"--out {str(out)!r} already exists; choose a new folder")
     model = model or adapter_model_name(adapter)

@@ -96,7 +96,10 @@ def train_method(
     from loralab.library.trainer import train_adapter
     from loralab.moe.registry import get_method
 
+    from loralab.utils.io import check_output_path
+
     spec = get_method(method)  # an unknown method fails before anything loads
+    check_output_path(out, kind="dir")
     hp = hparams or LoRAHparams()
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     if not task_objs:
@@ -115,8 +118,10 @@ def train_method(
         features = method_features(task_objs, lm.tokenizer, hp, getattr(moe.method_config, "task_types", {}) or {})
         work = Path(out).with_name(f".{Path(out).name}.work")
         task_batches = bool(getattr(moe.method_config, "task_batches", False)) and len(task_objs) > 1
+        run = {"method": method, "config": moe.method_config.to_dict(), "model": lm.name,
+               "tasks": [t.name for t in task_objs], "experts": list(experts or [])}
         stats = train_adapter(moe, lm.tokenizer, features, hp, work, description=method, progress=progress,
-                              task_batches=task_batches)
+                              task_batches=task_batches, fingerprint=run)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
                           "examples": stats.examples, "task_batches": task_batches},
                 "hparams": hp.to_dict(), "model": lm.name}

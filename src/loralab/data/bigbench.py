@@ -62,6 +62,8 @@ def read_json_file(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise TaskFormatError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise TaskFormatError(f"{path}: JSON nested too deeply to be a task") from None
 
 
 def load_bigbench_task(

@@ -26,13 +26,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from loralab.data.schema import SPLITS, Example, GenerationSpec, Task
+from loralab.data.schema import MAX_TEXT_CHARS, SPLITS, Example, GenerationSpec, Task
 from loralab.data.split import assign_split, content_id
 from loralab.errors import TaskFormatError
 from loralab.utils.io import atomic_path
 
 RECORD_KEYS = ("id", "prompt", "choices", "answer_index", "targets", "target", "split", "metadata", "generation")
-MAX_FIELD_CHARS = 200_000  # a prompt longer than this is a broken file, not a task
+MAX_FIELD_CHARS = MAX_TEXT_CHARS  # a prompt longer than this is a broken file, not a task
 
 
 def load_jsonl_task(path: str | Path, *, name: str | None = None) -> Task:
@@ -46,6 +46,8 @@ def load_jsonl_task(path: str | Path, *, name: str | None = None) -> Task:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise TaskFormatError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise TaskFormatError(f"{path}:{lineno}: JSON nested too deeply to be a record") from None
         records.append((f"{path}:{lineno}", rec))
     return records_to_task(records, name=name or path.stem, source=str(path))
 
@@ -55,13 +57,27 @@ def load_csv_task(path: str | Path, *, name: str | None = None) -> Task:
     # newline="": the csv module must see the line endings itself, or quoted cells with newlines break.
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
     records = []
-    for rowno, row in enumerate(reader, start=2):
+    for rowno, row in _csv_rows(reader, path):
         where = f"{path}:{rowno}"
         if None in row:
             raise TaskFormatError(f"{where}: more cells than header columns")
         rec = {k: _csv_cell(k, v, where) for k, v in row.items() if v not in (None, "")}
         records.append((where, rec))
     return records_to_task(records, name=name or path.stem, source=str(path))
+
+
+def _csv_rows(reader: csv.DictReader, path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(row number, row) with the header as row 1; the csv module's own errors (e.g. a cell over its
+    131072-character limit) become one-line TaskFormatErrors."""
+    rowno = 1
+    while True:
+        rowno += 1
+        try:
+            yield rowno, next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise TaskFormatError(f"{path}:{rowno}: unreadable CSV ({exc})") from None
 
 
 def _read_text(path: Path) -> str:
@@ -71,13 +87,15 @@ def _read_text(path: Path) -> str:
         raise TaskFormatError(f"task file does not exist: {path}") from None
     except UnicodeDecodeError as exc:
         raise TaskFormatError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise TaskFormatError(f"{path}: cannot read the task file ({exc.strerror or exc})") from None
 
 
 def _csv_cell(key: str, value: str, where: str) -> Any:
     if key in ("choices", "metadata", "generation") or (key in ("answer_index", "targets") and value[:1] == "["):
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise TaskFormatError(f"{where}: column {key!r} must hold JSON, got {value!r:.60}") from None
     if key == "answer_index":
         try:

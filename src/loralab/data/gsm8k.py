@@ -40,6 +40,8 @@ def load_gsm8k_task(path: str | Path, *, name: str = "gsm8k") -> Task:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise TaskFormatError(f"{where}: invalid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise TaskFormatError(f"{where}: JSON nested too deeply to be a record") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("question"), str) or not isinstance(rec.get("answer"), str):
             raise TaskFormatError(f"{where}: a GSM8K line needs string fields 'question' and 'answer'")
         match = _ANSWER.search(rec["answer"])

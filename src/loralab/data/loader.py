@@ -87,8 +87,12 @@ def load_task_config(path: str | os.PathLike[str]) -> Task:
         raise TaskFormatError(f"task config does not exist: {path}") from None
     except UnicodeDecodeError as exc:
         raise TaskFormatError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise TaskFormatError(f"{path}: cannot read the task config ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise TaskFormatError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise TaskFormatError(f"{path}: YAML nested too deeply to be a task config") from None
     if not isinstance(cfg, Mapping):
         raise TaskFormatError(f"{path}: a task config must be a mapping")
     _check_keys(cfg, path)

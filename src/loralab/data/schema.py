@@ -18,6 +18,7 @@ from loralab.errors import EmptySplitError, TaskFormatError
 TaskKind = Literal["multiple_choice", "generation"]
 SPLITS = ("train", "validation", "test")
 TASK_KINDS: tuple[str, ...] = ("multiple_choice", "generation")
+MAX_TEXT_CHARS = 200_000  # longest prompt/choice/target/id accepted from a task file: longer is a broken file
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,10 @@ def validate_example(ex: Example, kind: str, where: str) -> None:
     for what, texts in (("id", (ex.id,)), ("prompt", (ex.prompt,)), ("choice", ex.choices), ("target", ex.targets)):
         if any(isinstance(t, str) and not _is_unicode(t) for t in texts):
             raise TaskFormatError(f"{at}: the {what} contains a lone surrogate (\\uD800-\\uDFFF), not valid Unicode")
+    for what, texts in (("id", (ex.id,)), ("choice", ex.choices), ("target", ex.targets)):
+        longest = max((len(t) for t in texts if isinstance(t, str)), default=0)
+        if longest > MAX_TEXT_CHARS:
+            raise TaskFormatError(f"{at}: a {what} has {longest} characters; the limit is {MAX_TEXT_CHARS}")
     if ex.split not in SPLITS:
         raise TaskFormatError(f"{at}: split must be one of {SPLITS}, got {ex.split!r}")
     if kind == "multiple_choice":

@@ -16,7 +16,7 @@ from loralab.errors import UserInputError
 from loralab.library.hparams import LoRAHparams
 from loralab.library.store import AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, find_linear_targets, load_model
-from loralab.utils.io import atomic_dir
+from loralab.utils.io import atomic_dir, check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,18 @@ def lora_config(model, hp: LoRAHparams):
     targets = find_linear_targets(model) if hp.target_modules == "all-linear" else list(hp.target_modules)
     return LoraConfig(r=hp.rank, lora_alpha=hp.alpha, lora_dropout=hp.dropout, target_modules=targets,
                       task_type="CAUSAL_LM", bias="none")
+
+
+def normalize_adapter_config(folder: Path) -> None:
+    """Sort `target_modules` in a saved adapter_config.json: PEFT keeps them in a set, so the written order
+    (and the file's hash) would change from one process to the next with Python's string hashing."""
+    import json
+
+    path = Path(folder) / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def data_hash(examples) -> str:
@@ -55,6 +67,8 @@ def build_library(
     and moved into the library in one rename.
     """
     hp = hparams or LoRAHparams()
+    check_output_path(out, kind="dir")
+    lib = Library(out)
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     names = [check_name("task", t.name) for t in task_objs]
     if len(set(names)) != len(names):
@@ -65,18 +79,20 @@ def build_library(
             t.split(eval_split, eval_limit)
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     slug = model_slug(lm.name)
-    lib = Library(out)
     _check_shared_hparams(lib, slug, hp)
     built = []
     for i, task in enumerate(task_objs, start=1):
         if lib.has(slug, task.name):
             logger.info("[%d/%d] %s: already in the library, skipped", i, len(task_objs), task.name)
             built.append(lib.get(slug, task.name, verify=False))
+            # a kill between publishing the adapter and removing its checkpoints leaves them behind
+            shutil.rmtree(lib.work_dir(slug, task.name), ignore_errors=True)
             continue
         logger.info("[%d/%d] %s: training", i, len(task_objs), task.name)
         built.append(_build_one(lm, task, lib, slug, hp, eval_split, eval_limit, evaluate_base, progress))
         lib.refresh_manifest()
     lib.refresh_manifest()
+    lib.remove_empty_work_dirs()
     return built
 
 
@@ -124,6 +140,7 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
         )
         with atomic_dir(lib.adapter_dir(slug, task.name)) as tmp:
             peft_model.save_pretrained(str(tmp), safe_serialization=True)
+            normalize_adapter_config(tmp)
             entry.seconds = round(time.perf_counter() - start, 2)
             lib.write_entry(tmp, entry)
         shutil.rmtree(work, ignore_errors=True)

@@ -17,7 +17,7 @@ from loralab.data import Task, load_task
 from loralab.errors import AdapterError, UserInputError
 from loralab.library.store import AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, load_model
-from loralab.utils.io import atomic_dir
+from loralab.utils.io import atomic_dir, check_output_path
 
 logger = logging.getLogger(__name__)
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which>A|B)(?:\.[^.]+)?\.weight$")
@@ -101,6 +101,7 @@ def import_adapter(
     """Check `adapter` against the base model and copy it into the library as the adapter of `task`."""
     from safetensors.torch import save_file
 
+    check_output_path(library, kind="dir", option="library")
     lib = Library(library)
     adapter_dir = Path(adapter)
     config, weights = read_adapter(adapter_dir, allow_pickle=allow_pickle)

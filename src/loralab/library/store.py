@@ -13,6 +13,7 @@ half-written adapter; each `loralab.json` is the source of truth and the manifes
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -32,6 +33,8 @@ FORMAT = "loralab-library/1"
 ENTRY_FILE = "loralab.json"
 MANIFEST_FILE = "manifest.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_name(kind: str, name: str) -> str:
@@ -104,6 +107,17 @@ class Library:
     def work_dir(self, model_slug_: str, task: str) -> Path:
         return self.root / ".work" / check_name("model", model_slug_) / check_name("task", task)
 
+    def remove_empty_work_dirs(self) -> None:
+        """Remove `.work/` folders left empty once every adapter in them is finished."""
+        work = self.root / ".work"
+        if not work.is_dir():
+            return
+        for folder in sorted((p for p in work.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        with contextlib.suppress(OSError):
+            work.rmdir()
+
     def has(self, model_slug_: str, task: str) -> bool:
         return (self.adapter_dir(model_slug_, task) / ENTRY_FILE).is_file()
 
@@ -114,8 +128,8 @@ class Library:
         pattern = f"{model_slug_ or '*'}/*/{ENTRY_FILE}"
         entries = []
         for entry_file in sorted(self.root.glob(pattern)):
-            if entry_file.parts[-3].startswith("."):
-                continue
+            if entry_file.parts[-3].startswith(".") or entry_file.parts[-2].startswith("."):
+                continue  # .work/ and the temporary folder of an adapter being written (or left by a kill)
             entries.append(self._read_entry(entry_file))
         return entries
 
@@ -132,13 +146,29 @@ class Library:
 
     def verify(self, entry: AdapterEntry) -> None:
         """Check every recorded file hash, so a tampered or truncated adapter is never used."""
-        assert entry.path is not None
-        for name, expected in entry.files.items():
+        if entry.path is None:
+            raise AdapterError(f"library entry for task {entry.task!r} has no folder")
+        files = entry.files
+        if not isinstance(files, dict) or not files:
+            raise AdapterError(f"{entry.path / ENTRY_FILE}: 'files' must map file names to SHA-256 hashes, "
+                               f"got {files!r}")
+        for name, expected in files.items():
+            if not isinstance(name, str) or not _FILE_NAME.match(name) or name == ENTRY_FILE:
+                raise AdapterError(f"{entry.path / ENTRY_FILE}: 'files' lists {name!r}, which is not a file name "
+                                   "inside the adapter folder")
+            if not isinstance(expected, str) or not _SHA256.match(expected):
+                raise AdapterError(f"{entry.path / ENTRY_FILE}: the hash of {name} must be 64 hex digits, "
+                                   f"got {expected!r}")
             path = entry.path / name
             if not path.is_file():
                 raise AdapterError(f"{entry.path}: file {name} listed in {ENTRY_FILE} is missing")
             if sha256_file(path) != expected:
                 raise AdapterError(f"{entry.path}: {name} does not match its recorded SHA-256 (modified or corrupt)")
+        unlisted = sorted(p.name for p in entry.path.iterdir() if p.is_file() and p.name not in files
+                          and p.name != ENTRY_FILE and not p.name.startswith("."))
+        if unlisted:
+            raise AdapterError(f"{entry.path}: {', '.join(unlisted)} not recorded in {ENTRY_FILE} (added after the "
+                               "adapter was written); remove it or re-add the adapter")
 
     def write_entry(self, adapter_dir: Path, entry: AdapterEntry) -> None:
         """Record file hashes and write `loralab.json` into a (temporary) adapter directory."""
@@ -160,4 +190,10 @@ class Library:
             raise AdapterError(f"{entry_file}: unreadable library entry ({exc})") from None
         if not isinstance(data, dict) or "task" not in data or "model" not in data:
             raise AdapterError(f"{entry_file}: not a loralab library entry (needs 'task' and 'model')")
+        for key in ("task", "model"):
+            if not isinstance(data[key], str):
+                raise AdapterError(f"{entry_file}: {key!r} must be a string, got {data[key]!r}")
+        for key in ("hparams", "metrics", "versions", "files"):
+            if not isinstance(data.get(key, {}), dict):
+                raise AdapterError(f"{entry_file}: {key!r} must be a JSON object, got {data[key]!r}")
         return AdapterEntry.from_dict(data, entry_file.parent)

@@ -10,10 +10,13 @@ Everything else (gradient accumulation, mixed precision, multi-GPU, checkpoints)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +26,16 @@ import torch.nn.functional as F
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from loralab.data.schema import Example, Task
+from loralab.errors import TrainingDivergedError
 from loralab.eval.loglik import encode_pair, prefix_token_id
 from loralab.library.hparams import LoRAHparams
+from loralab.utils.io import atomic_write_json, fsync_tree
 
 logger = logging.getLogger(__name__)
 IGNORE = -100
+CHECKPOINT_PREFIX = "checkpoint-"  # HF Trainer's checkpoint folders in the work dir
+CHECKPOINT_STATE = "loralab_checkpoint.json"  # written last into a checkpoint: a folder without it is incomplete
+RUN_FILE = "loralab_run.json"  # what the checkpoints of a work dir were trained with (resume only on a match)
 
 
 def training_features(task: Task, tokenizer, hp: LoRAHparams, examples: Sequence[Example] | None = None) -> list[dict]:
@@ -98,7 +106,13 @@ def answer_only_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], nu
 
 
 class AnswerOnlyTrainer(Trainer):
-    """HF Trainer with `answer_only_loss`; the loss is already normalised over the accumulated batch."""
+    """HF Trainer with `answer_only_loss`; the loss is already normalised over the accumulated batch.
+
+    Reliability on top of Trainer: every optimiser step's loss is recorded (`step_losses`) and a NaN/inf
+    loss stops training with `TrainingDivergedError` before anything is saved at that step; a checkpoint is
+    written only from finite weights and counts as complete only once `CHECKPOINT_STATE` is in it (written
+    last, with the step losses so far); older checkpoints are removed only after that.
+    """
 
     def __init__(self, *args: Any, batch_sampler=None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,6 +121,47 @@ class AnswerOnlyTrainer(Trainer):
         self._router_count = 0
         self._batch_sampler = batch_sampler
         self.method_history: list[dict[str, float]] = []
+        self.step_losses: list[float] = []
+        self._step_loss: torch.Tensor | None = None
+        self.add_callback(_DivergenceGuard(self))
+
+    def end_step(self, step: int) -> None:
+        """Called after each optimiser step: record its loss, or stop when it is not finite."""
+        if self._step_loss is None:
+            return
+        value = float(self._step_loss)
+        self._step_loss = None
+        if not math.isfinite(value):
+            raise TrainingDivergedError(self.diverged_message(step, f"the loss is {value}"))
+        self.step_losses.append(value)
+
+    def diverged_message(self, step: int, what: str) -> str:
+        kept = latest_checkpoint(self.args.output_dir)
+        where = (f"the last good checkpoint is kept at {kept}" if kept is not None
+                 else "no checkpoint was saved before it (checkpoint_steps keeps one)")
+        return (f"training diverged at step {step}: {what} (learning_rate {self.args.learning_rate:g}); the diverged "
+                f"weights were not saved and {where}; lower learning_rate, or use mixed_precision 'no'")
+
+    def _save_checkpoint(self, model, trial) -> None:  # noqa: D102
+        if self.state.global_step >= self.state.max_steps:
+            # No checkpoint of the finished run: HF Trainer resumed from one runs an extra optimiser step (its
+            # scheduler is already at the end), so a kill before the adapter is published re-trains from the
+            # previous checkpoint instead, which gives the same result.
+            return
+        bad = non_finite_parameters(self.model)
+        if bad:
+            raise TrainingDivergedError(self.diverged_message(self.state.global_step, f"weight {bad} is NaN/inf"))
+        super()._save_checkpoint(model, trial)
+        if not self.args.should_save:
+            return
+        folder = Path(self.args.output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
+        fsync_tree(folder)
+        atomic_write_json(folder / CHECKPOINT_STATE, {"global_step": self.state.global_step,
+                                                      "step_losses": self.step_losses,
+                                                      "method_history": self.method_history})
+        for other in _checkpoint_dirs(folder.parent):
+            if other != folder:  # only now that the new one is complete
+                shutil.rmtree(other, ignore_errors=True)
 
     def get_train_dataloader(self):  # noqa: D102
         if self._batch_sampler is None:
@@ -157,7 +212,82 @@ class AnswerOnlyTrainer(Trainer):
         if aux is not None:  # auxiliary losses are per micro-batch means: scale them for accumulation
             loss = loss + aux / self.current_gradient_accumulation_steps
         self._collect_router_stats(model, aux)
+        step_part = loss.detach().float().mean()  # (a vector under DataParallel, reduced as Trainer does)
+        self._step_loss = step_part if self._step_loss is None else self._step_loss + step_part
         return (loss, None) if return_outputs else loss
+
+
+class _DivergenceGuard(TrainerCallback):
+    """Hands each finished optimiser step to the trainer, which records its loss or stops on NaN/inf."""
+
+    def __init__(self, trainer: AnswerOnlyTrainer) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.end_step(state.global_step)
+
+
+def non_finite_parameters(model: torch.nn.Module) -> str | None:
+    """The name of the first trainable parameter holding a NaN or inf, or None."""
+    for name, param in model.named_parameters():
+        if param.requires_grad and not bool(torch.isfinite(param.detach()).all()):
+            return name
+    return None
+
+
+def _checkpoint_dirs(work_dir: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoint folders in `work_dir` (complete or not), by step."""
+    found = []
+    for path in Path(work_dir).glob(f"{CHECKPOINT_PREFIX}*"):
+        step = path.name[len(CHECKPOINT_PREFIX):]
+        if path.is_dir() and step.isdigit():
+            found.append((int(step), path))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(work_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint in `work_dir` (one killed while being written does not count)."""
+    complete = [p for p in _checkpoint_dirs(work_dir) if (p / CHECKPOINT_STATE).is_file()]
+    return complete[-1] if complete else None
+
+
+def run_fingerprint(model: torch.nn.Module, features: Sequence[Mapping[str, Any]], hp: LoRAHparams,
+                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What decides the trained weights: hyperparameters (not logging/checkpoint cadence), data, trainable tensors."""
+    data = hashlib.sha256()
+    for feature in features:
+        data.update(json.dumps(feature, sort_keys=True).encode())
+    trainable = sorted((n, list(p.shape)) for n, p in model.named_parameters() if p.requires_grad)
+    fingerprint = {"hparams": {k: v for k, v in hp.to_dict().items() if k not in LoRAHparams.LOGGING_FIELDS},
+                   "features": data.hexdigest(), "examples": len(features),
+                   "trainable": hashlib.sha256(json.dumps(trainable).encode()).hexdigest(), **(extra or {})}
+    return json.loads(json.dumps(fingerprint, default=str))
+
+
+def resumable_checkpoint(work_dir: str | os.PathLike[str], fingerprint: Mapping[str, Any],
+                         description: str = "training") -> Path | None:
+    """The checkpoint to resume from, after removing incomplete or older ones and ones of other settings.
+
+    A checkpoint is resumed only when `work_dir` records the same fingerprint (hyperparameters, data,
+    trainable tensors); otherwise its checkpoints are from another run and training starts over.
+    """
+    work = Path(work_dir)
+    checkpoints = _checkpoint_dirs(work)
+    if not checkpoints:
+        return None
+    try:
+        recorded = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    keep = latest_checkpoint(work) if recorded == dict(fingerprint) else None
+    if keep is None:
+        logger.warning("%s: checkpoints in %s %s; starting over", description, work,
+                       "are incomplete" if recorded == dict(fingerprint) else
+                       "were trained with other settings or data")
+    for path in checkpoints:
+        if path != keep:
+            shutil.rmtree(path, ignore_errors=True)
+    return keep
 
 
 class RichProgressCallback(TrainerCallback):
@@ -193,8 +323,12 @@ class RichProgressCallback(TrainerCallback):
             logger.debug("%s step %d loss %.4f", self.description, state.global_step, logs["loss"])
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+            self._progress = None
 
 
 def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_examples: int) -> TrainingArguments:
@@ -213,7 +347,7 @@ def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_exam
         logging_steps=max(1, steps // 20),
         save_strategy="steps" if hp.checkpoint_steps else "no",
         save_steps=hp.checkpoint_steps or 500,
-        save_total_limit=1,
+        save_total_limit=None,  # AnswerOnlyTrainer removes older checkpoints once a new one is complete
         report_to=hp.report_to,
         seed=hp.seed,
         data_seed=hp.seed,
@@ -237,11 +371,21 @@ class TrainStats:
 
 def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: LoRAHparams,
                   work_dir: str | os.PathLike[str], *, description: str = "training", progress: bool = True,
-                  task_batches: bool = False) -> TrainStats:
+                  task_batches: bool = False, fingerprint: Mapping[str, Any] | None = None) -> TrainStats:
     """Train the (PEFT-wrapped) `model` in place; resumes from a checkpoint in `work_dir` if there is one.
 
     `task_batches`: one-task batches drawn by task size (`TaskBatchSampler`; features carry `task_ids`).
+    A checkpoint is resumed only if it was trained with the same hyperparameters, features and trainable
+    tensors (plus `fingerprint`, anything else the caller wants to match, e.g. the method config); the
+    result then equals an uninterrupted run's (same seed, deterministic kernels).
+
+    Raises:
+        TrainingDivergedError: a NaN/inf loss or weight; nothing is saved from that step on, and the last
+            complete checkpoint (if any) stays in `work_dir`.
     """
+    run = run_fingerprint(model, features, hp, {"task_batches": task_batches, **(fingerprint or {})})
+    resume_dir = resumable_checkpoint(work_dir, run, description)
+    atomic_write_json(Path(work_dir) / RUN_FILE, run)
     args = training_arguments(hp, work_dir, len(features))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     sampler = None
@@ -249,15 +393,29 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
         from loralab.library.sampling import TaskBatchSampler
 
         sampler = TaskBatchSampler([f["task_ids"] for f in features], hp.batch_size, seed=hp.seed)
+    bar = RichProgressCallback(description, progress)
     trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=features, data_collator=PadCollator(pad),
-                                callbacks=[RichProgressCallback(description, progress)], batch_sampler=sampler)
+                                callbacks=[bar], batch_sampler=sampler)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; the rich bar shows the loss
-    checkpoints = sorted(Path(work_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    resume = str(checkpoints[-1]) if checkpoints else None
-    if resume:
+    resume = None
+    if resume_dir is not None:
+        resume = str(resume_dir)
         logger.info("%s: resuming from %s", description, resume)
-    result = trainer.train(resume_from_checkpoint=resume)
+        state = json.loads((resume_dir / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+        trainer.step_losses = [float(v) for v in state.get("step_losses", [])]
+        trainer.method_history = list(state.get("method_history", []))
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        bar.close()
     model.eval()
-    return TrainStats(steps=result.global_step, train_loss=float(result.training_loss),
+    bad = non_finite_parameters(model)
+    if bad:
+        raise TrainingDivergedError(trainer.diverged_message(result.global_step, f"weight {bad} is NaN/inf"))
+    # The mean loss over every step, resumed or not (HF's training_loss covers only this call's steps).
+    losses = trainer.step_losses
+    train_loss = math.fsum(losses) / len(losses) if len(losses) == result.global_step and losses \
+        else float(result.training_loss)
+    return TrainStats(steps=result.global_step, train_loss=train_loss,
                       seconds=float(result.metrics.get("train_runtime", 0.0)), examples=len(features),
                       history=trainer.method_history)

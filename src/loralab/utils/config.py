@@ -26,8 +26,12 @@ def read_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file does not exist: {path}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to be a config") from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):

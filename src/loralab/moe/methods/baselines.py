@@ -108,6 +108,8 @@ def provenance(request, info: dict[str, Any]) -> dict[str, Any]:
 
 def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name: str = "default") -> None:
     """Write one adapter of `peft_model` as a plain PEFT directory at `out` (atomically), plus provenance."""
+    from loralab.library.build import normalize_adapter_config
+
     with atomic_dir(out) as tmp:
         staging = tmp / ".peft"
         peft_model.save_pretrained(str(staging), selected_adapters=[adapter_name], safe_serialization=True)
@@ -116,6 +118,7 @@ def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name:
             if path.is_file():
                 shutil.move(str(path), tmp / path.name)
         shutil.rmtree(staging)
+        normalize_adapter_config(tmp)
         (tmp / PROVENANCE_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
@@ -178,7 +181,7 @@ def train_peft_lora(request, description: str) -> dict[str, Any]:
     try:
         features = [f for task in request.tasks for f in training_features(task, lm.tokenizer, hp)]
         stats = train_adapter(peft_model, lm.tokenizer, features, hp, work, description=description,
-                              progress=request.progress)
+                              progress=request.progress, fingerprint={"method": request.method, "model": lm.name})
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
                           "examples": stats.examples}, "hparams": hp.to_dict(), "model": lm.name, "source": "trained"}
         save_peft_adapter(peft_model, request.out, provenance(request, info))
