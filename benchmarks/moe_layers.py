@@ -25,13 +25,20 @@ Memory: on CUDA, the peak allocated during one step minus what was allocated bef
 gradients, temporaries). On CPU there is no allocator peak to read, so the column is the activation memory
 autograd saves for backward during the step (bytes of the distinct tensor storages packed by
 `saved_tensors_hooks`, parameters excluded): what decides training memory, and deterministic.
-Forward-only memory is shown on CUDA only.
+Forward-only memory is shown on CUDA only. With `--json`, every variant also gets its peak step memory
+(`peak_mib`): on CUDA the number above; on CPU the peak RSS during one step minus RSS before it, measured in a
+fresh subprocess with glibc's mmap threshold pinned (see benchmarks/_bench.py; `--no-peak-memory` skips it).
+
+`--vs-rank-r` adds, for every method, two more baselines on the same modules: ONE PEFT LoRA of rank r (one
+expert's rank) and PEFT with E LoRAs of rank r all active at once (`set_adapter([...])`, summed), and prints a
+third table of the method's time against them (target 1 of benchmarks/README.md).
 
 CPU threads: torch's default lowered to the cores the 1-minute load average leaves free (at least 1), as in
 benchmarks/train_step.py; `--threads` overrides.
 
     python benchmarks/moe_layers.py              # hidden 512, 4 layers, batch 8 x 128, E=4, r=8
     python benchmarks/moe_layers.py --quick      # hidden 256, 2 layers, batch 4 x 64, 3 rounds
+    python benchmarks/moe_layers.py --experts 8 --methods loramoe --vs-rank-r --json out.json   # targets 1, 2
 """
 
 from __future__ import annotations
@@ -77,7 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="also write the raw numbers here")
+    p.add_argument("--json", default=None, help="also write the raw numbers, ratio statistics and peak memory here")
+    p.add_argument("--vs-rank-r", action="store_true",
+                   help="also compare every method with one PEFT LoRA of rank r and with E PEFT LoRAs all active")
+    p.add_argument("--no-peak-memory", action="store_true", help="skip the CPU peak-RSS subprocess (--json only)")
+    p.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)  # internal: CPU peak RSS child
     args = p.parse_args(argv)
     if args.quick:
         for k, v in QUICK.items():
@@ -159,6 +170,20 @@ def peft_lora(args, base, modules: list[str], rank: int):
     torch.manual_seed(args.seed + 7)
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=modules, lora_dropout=args.dropout)
     return get_peft_model(copy.deepcopy(base), config)
+
+
+def peft_multi_lora(args, base, modules: list[str], n: int, rank: int):
+    """PEFT with `n` LoRAs of rank `rank` on `modules`, all active at once (their outputs summed, all trainable)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(args.seed + 11)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=modules, lora_dropout=args.dropout)
+    model = get_peft_model(copy.deepcopy(base), config, adapter_name="a0")
+    for i in range(1, n):
+        model.add_adapter(f"a{i}", LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=modules,
+                                              lora_dropout=args.dropout))
+    model.base_model.set_adapter([f"a{i}" for i in range(n)])  # LoraModel takes a list: every adapter active
+    return model
 
 
 def peft_xlora(args, base, adapter_paths: list[str]):
@@ -282,6 +307,127 @@ def ratio(a: float | None, b: float | None) -> str:
 # ----------------------------------------------------------------------------------------------- main
 
 
+class _Stop(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Built:
+    method_variants: list[Variant]
+    baselines: dict[tuple, Variant]
+    rank_r: dict[tuple, tuple[Variant, Variant]]  # modules -> (PEFT LoRA r, PEFT E x LoRA r all active)
+    xlora_variants: list[Variant]
+    skipped: dict[str, str]
+    xlora_check: float | None
+
+    @property
+    def variants(self) -> list[Variant]:
+        extra = [v for pair in self.rank_r.values() for v in pair]
+        return self.method_variants + list(self.baselines.values()) + extra + self.xlora_variants
+
+
+def build_variants(args, specs, chosen: list[str], base, ids: torch.Tensor, tmp: str) -> Built:
+    from loralab.moe.builder import select_targets
+    from loralab.moe.experts import load_lora_dir
+
+    skipped: dict[str, str] = {}
+    print("# building variants ...", file=sys.stderr, flush=True)
+    all_linears = select_targets(base, "all")
+    adapter_paths = expert_adapters(args, base, all_linears, tmp)
+    loras = [load_lora_dir(p, task=f"expert{i}") for i, p in enumerate(adapter_paths)]
+    method_variants: list[Variant] = []
+    baselines: dict[tuple, Variant] = {}
+    rank_r: dict[tuple, tuple[Variant, Variant]] = {}
+    for name in chosen:
+        spec = specs[name]
+        if spec.train is not None:
+            skipped[name] = "own training path (not a MoEModel)"
+            continue
+        if spec.mergeable:
+            skipped[name] = "task-routed (mergeable), not token-routed"
+            continue
+        try:
+            moe, modules = build_method(name, spec, args, base, loras)
+        except Exception as exc:  # noqa: BLE001  (a method this script cannot configure: say so, go on)
+            first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            skipped[name] = f"could not build with E={args.experts}, r={args.rank}: {first}"
+            continue
+        cfg = moe.method_config
+        n_exp, rank = int(getattr(cfg, "num_experts", args.experts)), int(getattr(cfg, "rank", args.rank))
+        trainable = sum(p.numel() for p in moe.parameters() if p.requires_grad)
+        v = Variant(name, moe, "fwdbwd", {"modules": len(modules), "experts": n_exp, "rank": rank,
+                                           "total_rank": n_exp * rank, "trainable": trainable})
+        key = (tuple(modules), n_exp * rank)
+        if key not in baselines:
+            lora = peft_lora(args, base, modules, n_exp * rank)
+            baselines[key] = Variant(f"PEFT LoRA r={n_exp * rank} ({len(modules)} modules)", lora, "fwdbwd",
+                                     {"modules": len(modules), "total_rank": n_exp * rank,
+                                      "trainable": sum(p.numel() for p in lora.parameters() if p.requires_grad)})
+        v.info["baseline"] = baselines[key].name
+        if args.vs_rank_r:
+            rkey = (tuple(modules), n_exp, rank)
+            if rkey not in rank_r:
+                one = peft_lora(args, base, modules, rank)
+                multi = peft_multi_lora(args, base, modules, n_exp, rank)
+                tag = f"({len(modules)} modules)"
+                rank_r[rkey] = (
+                    Variant(f"PEFT LoRA r={rank} {tag} [rank r]", one, "fwdbwd",
+                            {"modules": len(modules), "experts": 1, "rank": rank, "total_rank": rank,
+                             "trainable": sum(p.numel() for p in one.parameters() if p.requires_grad)}),
+                    Variant(f"PEFT {n_exp} x LoRA r={rank} all active {tag}", multi, "fwdbwd",
+                            {"modules": len(modules), "experts": n_exp, "rank": rank, "total_rank": n_exp * rank,
+                             "trainable": sum(p.numel() for p in multi.parameters() if p.requires_grad)}))
+            v.info["rank_r_baseline"], v.info["multi_baseline"] = (x.name for x in rank_r[rkey])
+        method_variants.append(v)
+    xlora_variants: list[Variant] = []
+    xlora_check = None
+    if not args.no_xlora_vs_peft and "xlora" in specs:
+        table1 = next((v for v in method_variants if v.name == "xlora"), None)
+        ours = table1.model if table1 is not None else build_method("xlora", specs["xlora"], args, base, loras)[0]
+        theirs = peft_xlora(args, base, adapter_paths)
+        copy_classifier(ours, theirs)
+        ours.eval()
+        theirs.eval()
+        with torch.no_grad():
+            check_ids = ids[:2, : min(32, args.seq)]
+            a, b = ours(input_ids=check_ids).logits, theirs(input_ids=check_ids).logits
+        xlora_check = float((a - b).abs().max())
+        scale = float(b.abs().max())
+        if not xlora_check <= 1e-4 * max(scale, 1.0):
+            print(f"error: loralab X-LoRA and PEFT X-LoRA logits differ by {xlora_check:.3g}: "
+                  "not the same computation", file=sys.stderr)
+            raise _Stop(1)
+        for label, model in (("loralab X-LoRA", ours), ("PEFT XLoraModel", theirs)):
+            xlora_variants.append(Variant(f"{label} fwd", model, "fwd"))
+            if model is ours and table1 is not None:
+                continue  # its forward + backward is table 1's "xlora" row: timed once, used in both tables
+            xlora_variants.append(Variant(f"{label} fwd+bwd", model, "fwdbwd", {
+                "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}))
+    built = Built(method_variants, baselines, rank_r, xlora_variants, skipped, xlora_check)
+    if not built.variants:
+        print("error: nothing to time", file=sys.stderr)
+        raise _Stop(2)
+    return built
+
+
+def probe_peaks(variants: list[Variant], ids: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+    """Child process (CPU): peak RSS of one step of every variant, after one untimed step (see _bench)."""
+    from _bench import PeakMemory
+
+    peaks: dict[str, float | None] = {}
+    method = ""
+    for v in variants:
+        v.model.train()
+        step = make_step(v, ids)
+        step()
+        with PeakMemory(args.device) as pm:
+            step()
+        peaks[v.name], method = pm.mib, pm.method
+    return {"peak_mib": peaks, "method": method}
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import logging
@@ -290,11 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     threads = resolve_threads(args)
     load_before = os.getloadavg()
-    from loralab.moe.builder import select_targets
-    from loralab.moe.experts import load_lora_dir
     from loralab.moe.registry import all_methods
 
     specs = all_methods()
@@ -306,72 +451,20 @@ def main(argv: list[str] | None = None) -> int:
     base = base_model(args)
     gen = torch.Generator().manual_seed(args.seed)
     ids = torch.randint(0, args.vocab, (args.batch, args.seq), generator=gen).to(args.device)
-    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        print("# building variants ...", file=sys.stderr, flush=True)
-        all_linears = select_targets(base, "all")
-        adapter_paths = expert_adapters(args, base, all_linears, tmp)
-        loras = [load_lora_dir(p, task=f"expert{i}") for i, p in enumerate(adapter_paths)]
-        method_variants: list[Variant] = []
-        baselines: dict[tuple, Variant] = {}
-        for name in chosen:
-            spec = specs[name]
-            if spec.train is not None:
-                skipped[name] = "own training path (not a MoEModel)"
-                continue
-            if spec.mergeable:
-                skipped[name] = "task-routed (mergeable), not token-routed"
-                continue
-            try:
-                moe, modules = build_method(name, spec, args, base, loras)
-            except Exception as exc:  # noqa: BLE001  (a method this script cannot configure: say so, go on)
-                first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-                skipped[name] = f"could not build with E={args.experts}, r={args.rank}: {first}"
-                continue
-            cfg = moe.method_config
-            n_exp, rank = int(getattr(cfg, "num_experts", args.experts)), int(getattr(cfg, "rank", args.rank))
-            trainable = sum(p.numel() for p in moe.parameters() if p.requires_grad)
-            v = Variant(name, moe, "fwdbwd", {"modules": len(modules), "experts": n_exp, "rank": rank,
-                                               "total_rank": n_exp * rank, "trainable": trainable})
-            key = (tuple(modules), n_exp * rank)
-            if key not in baselines:
-                lora = peft_lora(args, base, modules, n_exp * rank)
-                baselines[key] = Variant(f"PEFT LoRA r={n_exp * rank} ({len(modules)} modules)", lora, "fwdbwd",
-                                         {"modules": len(modules), "total_rank": n_exp * rank,
-                                          "trainable": sum(p.numel() for p in lora.parameters() if p.requires_grad)})
-            v.info["baseline"] = baselines[key].name
-            method_variants.append(v)
-        xlora_variants: list[Variant] = []
-        xlora_check = None
-        if not args.no_xlora_vs_peft and "xlora" in specs:
-            table1 = next((v for v in method_variants if v.name == "xlora"), None)
-            ours = table1.model if table1 is not None else build_method("xlora", specs["xlora"], args, base, loras)[0]
-            theirs = peft_xlora(args, base, adapter_paths)
-            copy_classifier(ours, theirs)
-            ours.eval()
-            theirs.eval()
-            with torch.no_grad():
-                check_ids = ids[:2, : min(32, args.seq)]
-                a, b = ours(input_ids=check_ids).logits, theirs(input_ids=check_ids).logits
-            xlora_check = float((a - b).abs().max())
-            scale = float(b.abs().max())
-            if not xlora_check <= 1e-4 * max(scale, 1.0):
-                print(f"error: loralab X-LoRA and PEFT X-LoRA logits differ by {xlora_check:.3g}: "
-                      "not the same computation", file=sys.stderr)
-                return 1
-            for label, model in (("loralab X-LoRA", ours), ("PEFT XLoraModel", theirs)):
-                xlora_variants.append(Variant(f"{label} fwd", model, "fwd"))
-                if model is ours and table1 is not None:
-                    continue  # its forward + backward is table 1's "xlora" row: timed once, used in both tables
-                xlora_variants.append(Variant(f"{label} fwd+bwd", model, "fwdbwd", {
-                    "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}))
-        variants = method_variants + list(baselines.values()) + xlora_variants
-        if not variants:
-            print("error: nothing to time", file=sys.stderr)
-            return 2
+        try:
+            built = build_variants(args, specs, chosen, base, ids, tmp)
+        except _Stop as stop:
+            return stop.code
+        variants = built.variants
+        if args.memory_probe:
+            print(json.dumps(probe_peaks(variants, ids, args)))
+            return 0
         print(f"# timing {len(variants)} variants, {args.repeats} rounds x {args.steps} step(s) ...",
               file=sys.stderr, flush=True)
         run(variants, ids, args)
+    method_variants, baselines, xlora_variants = built.method_variants, built.baselines, built.xlora_variants
+    skipped, xlora_check = built.skipped, built.xlora_check
 
     by_name = {v.name: v for v in variants}
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
@@ -392,6 +485,21 @@ def main(argv: list[str] | None = None) -> int:
               f"1.00x | {mib(b.memory)} | 1.00x |")
     for name, why in skipped.items():
         print(f"| {name} | skipped: {why} | | | | | | |")
+    if built.rank_r:
+        print(f"\n## LoRA-MoE methods vs ONE PEFT LoRA of rank r={args.rank}, and PEFT with E LoRAs all active "
+              "(forward + backward)\n")
+        print(f"| variant | modules | E x r | trainable | fwd+bwd ms | vs LoRA r | {mem_col} | vs LoRA r |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        shown: set[str] = set()
+        for v in method_variants:
+            one = by_name[v.info["rank_r_baseline"]]
+            for x in (v, by_name[v.info["multi_baseline"]], one):
+                if x.name in shown:
+                    continue
+                shown.add(x.name)
+                print(f"| {x.name} | {x.info['modules']} | {x.info['experts']} x {x.info['rank']} | "
+                      f"{x.info['trainable']:,} | {ms(x)} | {paired_ratio(x, one):.2f}x | {mib(x.memory)} | "
+                      f"{ratio(x.memory, one.memory)} |")
     if xlora_variants:
         o_fb = by_name.get("loralab X-LoRA fwd+bwd") or by_name["xlora"]
         o_f, p_f, p_fb = (by_name[n] for n in ("loralab X-LoRA fwd", "PEFT XLoraModel fwd", "PEFT XLoraModel fwd+bwd"))
@@ -407,12 +515,41 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n1-min load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} CPUs; "
           f"torch {torch.__version__}")
     if args.json:
+        from _bench import paired_stats, run_probe, write_json
+
+        peak: dict[str, Any] = {"method": "skipped (--no-peak-memory)", "peak_mib": {}}
+        if args.device.startswith("cuda"):
+            peak = {"method": "torch.cuda.max_memory_allocated during one step - allocated before",
+                    "peak_mib": {v.name: v.memory for v in variants}}
+        elif not args.no_peak_memory:
+            print("# CPU peak memory: one step per variant in a fresh subprocess ...", file=sys.stderr, flush=True)
+            try:
+                peak = run_probe(__file__, [*argv, "--threads", str(threads), "--memory-probe"])
+            except (RuntimeError, ValueError) as exc:  # the timings stand without it
+                print(f"# {exc}", file=sys.stderr)
+                peak = {"method": f"failed: {str(exc)[:200]}", "peak_mib": {}}
+        ratios: dict[str, Any] = {"vs_total_rank": {}, "vs_rank_r": {}, "xlora_vs_peft": {}}
+        for v in method_variants:
+            ratios["vs_total_rank"][v.name] = paired_stats(v.times, by_name[v.info["baseline"]].times)
+            if "rank_r_baseline" in v.info:
+                one = by_name[v.info["rank_r_baseline"]]
+                ratios["vs_rank_r"][v.name] = paired_stats(v.times, one.times)
+                ratios["vs_rank_r"][v.info["multi_baseline"]] = paired_stats(by_name[v.info["multi_baseline"]].times,
+                                                                            one.times)
+        if xlora_variants:
+            ratios["xlora_vs_peft"] = {"fwd": paired_stats(o_f.times, p_f.times),
+                                       "fwdbwd": paired_stats(o_fb.times, p_fb.times),
+                                       "loralab_fwd": o_f.name, "loralab_fwdbwd": o_fb.name,
+                                       "peft_fwd": p_f.name, "peft_fwdbwd": p_fb.name}
         record = {"args": vars(args), "threads": threads, "load_before": load_before, "load_after": load_after,
+                  "device_name": device_name, "torch": torch.__version__,
                   "xlora_max_logit_diff": xlora_check, "skipped": skipped,
-                  "variants": {v.name: {"kind": v.kind, "times_s": v.times, "memory_mib": v.memory, **v.info}
+                  "memory_column": mem_col, "peak_memory_method": peak.get("method"), "ratios": ratios,
+                  "variants": {v.name: {"kind": v.kind, "times_s": v.times, "median_s": statistics.median(v.times),
+                                        "memory_mib": v.memory, "peak_mib": peak.get("peak_mib", {}).get(v.name),
+                                        **v.info}
                                for v in variants}}
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, default=str)
+        write_json(args.json, record)
     return 0
 
 

@@ -46,7 +46,7 @@ state. Without psutil: the child's ru_maxrss high-water mark minus RSS before th
 Exit status: 0; 1 if b/a > --max-ratio (default 1.05, a noise allowance) or if the losses/gradients differ.
 
     python benchmarks/train_step.py                       # smollm2-135m, social_iqa, batch 8, 5 x 5 steps
-    python benchmarks/train_step.py --model tiny-llama --steps 3 --repeats 3   # smoke run, seconds
+    python benchmarks/train_step.py --model tiny-llama --steps 3 --repeats 3   # smoke run, seconds (= --quick)
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ from loralab.library.hparams import LoRAHparams
 from loralab.library.trainer import IGNORE, AnswerOnlyTrainer, PadCollator, training_arguments, training_features
 
 VARIANTS = ("a", "b", "c")
+QUICK = {"model": "tiny-llama", "steps": 3, "repeats": 3}
 LABELS = {
     "a": "plain PEFT + transformers.Trainer (full logits, HF loss)",
     "b": "loralab AnswerOnlyTrainer (logits only where loss is taken)",
@@ -179,8 +180,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-ratio", type=float, default=1.05, help="fail (exit 1) if b/a exceeds this")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     p.add_argument("--json", metavar="OUT", help="write every number (and the per-step times) here")
+    p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK} (unless given explicitly)")
     p.add_argument("--memory-probe", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: CPU memory subprocess
     args = p.parse_args(argv)
+    if args.quick:
+        for k, v in QUICK.items():
+            if getattr(args, k) == p.get_default(k):
+                setattr(args, k, v)
     for name in ("batch_size", "steps", "repeats", "max_length"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")

@@ -45,29 +45,33 @@ def evaluate(
 
     Multiple choice gives `acc`, `acc_norm` and `acc_ppl` in one pass; generation gives `exact_match`
     (and `exact_match_strict` when the task defines a strict extraction). Every metric comes with
-    `<metric>_stderr`.
+    `<metric>_stderr`. `batch_size`: questions per forward pass (multiple choice: their prompts in one pass,
+    then all their choices in one more) or prompts per generation batch.
     """
     examples = task.split(split, limit)
     prompts = [task.prompt(ex, task.fewshot_examples(ex, num_fewshot)) for ex in examples]
     model.eval()
     if task.kind == "multiple_choice":
-        per_example, samples = _eval_mc(model, tokenizer, examples, prompts, progress)
+        per_example, samples = _eval_mc(model, tokenizer, examples, prompts, batch_size, progress)
     else:
         per_example, samples = _eval_generation(model, tokenizer, task, examples, prompts, batch_size, progress)
     return EvalOutput(metrics=aggregate(per_example), n=len(examples), samples=samples if log_samples else [])
 
 
-def _eval_mc(model, tokenizer, examples: Sequence[Example], prompts: Sequence[str], progress: bool):
+def _eval_mc(model, tokenizer, examples: Sequence[Example], prompts: Sequence[str], batch_size: int,
+             progress: bool):
     scorer = LoglikScorer(model, tokenizer)
     per_example, samples = [], []
+    block = max(1, batch_size) * 8  # questions handed to the scorer at once (it batches within a block)
     with progress_bar(len(examples), "scoring choices", progress) as advance:
-        for ex, prompt in zip(examples, prompts):
-            scores = scorer.score(prompt, ex.choices)
-            preds = mc_predictions(scores.logliks, ex.choices, scores.mean_nlls)
-            per_example.append(mc_scores(preds, ex.answers))
-            samples.append({"id": ex.id, "answers": list(ex.answers), "predictions": preds,
-                            "logliks": scores.logliks, "mean_nlls": scores.mean_nlls})
-            advance(1)
+        for start in range(0, len(examples), block):
+            chunk = list(zip(examples[start:start + block], prompts[start:start + block]))
+            for (ex, _), scores in zip(chunk, scorer.score_many([(p, ex.choices) for ex, p in chunk], batch_size)):
+                preds = mc_predictions(scores.logliks, ex.choices, scores.mean_nlls)
+                per_example.append(mc_scores(preds, ex.answers))
+                samples.append({"id": ex.id, "answers": list(ex.answers), "predictions": preds,
+                                "logliks": scores.logliks, "mean_nlls": scores.mean_nlls})
+            advance(len(chunk))
     return per_example, samples
 
 

@@ -7,10 +7,18 @@ encoding of context+continuation, without special tokens. So `acc` equals lm-eva
 The prompt runs once per question; its key/value cache is repeated for the choices, which then run
 together in one right-padded batch. Right padding needs no attention mask (causal attention never looks
 forward) and keeps natural positions, so this works for any causal LM that returns a cache.
+
+`score_many` also batches across questions: up to `batch_size` questions with the same number of choices run
+their prompts in one left-padded forward (attention mask, explicit position ids counting real tokens only),
+then all their choices in one more, on the repeated cache. One question per forward reads every weight twice
+per question, which on a CPU (memory-bound at a few rows) or a GPU (launch-bound) costs more than the
+arithmetic; batching amortises it. Models whose forward takes no `position_ids` (BLOOM, MPT) are scored one
+question at a time.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -70,6 +78,7 @@ class LoglikScorer:
         self.max_length = max_length or int(getattr(config, "max_position_embeddings", 2048) or 2048)
         self.device = next(model.parameters()).device
         self.prefix_token_id = prefix_token_id(tokenizer)
+        self.batchable = _accepts_position_ids(model)
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         return encode_pair(self.tokenizer, context, continuation, self.prefix_token_id)
@@ -84,6 +93,102 @@ class LoglikScorer:
         budget = self.max_length - max(len(c) for c in conts) + 1
         ctx = ctx[-max(budget, 1):]
         return self._score_shared(ctx, conts)
+
+    @torch.inference_mode()
+    def score_many(self, items: Sequence[tuple[str, Sequence[str]]], batch_size: int = 8) -> list[ChoiceScores]:
+        """`score` for many (context, choices) questions, up to `batch_size` questions per forward pass.
+
+        Questions are grouped by number of choices (so every prompt's cache is repeated the same number of
+        times) and, within a group, by longest choice and prompt length (less padding); the result is in the
+        input order.
+        """
+        results: list[ChoiceScores | None] = [None] * len(items)
+        shared: list[tuple[int, list[int], list[list[int]]]] = []
+        for i, (context, choices) in enumerate(items):
+            pairs = [self.encode_pair(context, c) for c in choices]
+            ctx, conts = pairs[0][0], [cont for _, cont in pairs]
+            if any(p[0] != ctx for p in pairs):
+                results[i] = self._score_separately(pairs)
+                continue
+            budget = self.max_length - max(len(c) for c in conts) + 1
+            shared.append((i, ctx[-max(budget, 1):], conts))
+        if batch_size <= 1 or not self.batchable:
+            for i, ctx, conts in shared:
+                results[i] = self._score_shared(ctx, conts)
+            return results  # type: ignore[return-value]
+        # same number of choices per batch; then longest choice, then prompt length: less padding on both passes
+        shared.sort(key=lambda q: (len(q[2]), -max(len(c) for c in q[2]), -len(q[1])))
+        start = 0
+        while start < len(shared):
+            end = start + 1
+            while end < len(shared) and end - start < batch_size and len(shared[end][2]) == len(shared[start][2]):
+                end += 1
+            chunk = shared[start:end]
+            if len(chunk) == 1:
+                scores = [self._score_shared(chunk[0][1], chunk[0][2])]
+            else:
+                scores = self._score_batch([q[1] for q in chunk], [q[2] for q in chunk])
+            for (i, _, _), s in zip(chunk, scores):
+                results[i] = s
+            start = end
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, ctxs: list[list[int]], conts_list: list[list[list[int]]]) -> list[ChoiceScores]:
+        """Several questions with the same number of choices: left-padded prompts, then all choices at once."""
+        n_q, n_c = len(ctxs), len(conts_list[0])
+        width = max(len(c) for c in ctxs)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((n_q, width), pad, dtype=torch.long)
+        mask = torch.zeros((n_q, width), dtype=torch.long)
+        for q, ctx in enumerate(ctxs):
+            ids[q, width - len(ctx):] = torch.tensor(ctx)
+            mask[q, width - len(ctx):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        cache = out.past_key_values
+        tails = [c[:-1] for conts in conts_list for c in conts]
+        longest = max(len(t) for t in tails)
+        if longest > 0 and not hasattr(cache, "batch_repeat_interleave"):
+            return [self._score_separately([(ctx, c) for c in conts]) for ctx, conts in zip(ctxs, conts_list)]
+        logits = out.logits
+        ctx_nlls, first_logps = [], []
+        for q, ctx in enumerate(ctxs):
+            rows = logits[q, width - len(ctx):].float()
+            target = torch.tensor(ctx[1:], device=self.device)
+            ctx_nlls.append(F.cross_entropy(rows[:-1], target, reduction="sum").item() if len(ctx) > 1 else 0.0)
+            first_logps.append(torch.log_softmax(rows[-1], dim=-1))
+        del out, logits
+        tail_logp = None
+        if longest > 0:
+            cache.batch_repeat_interleave(n_c)
+            tail_ids = torch.full((n_q * n_c, longest), pad, dtype=torch.long)
+            tail_mask = torch.zeros((n_q * n_c, longest), dtype=torch.long)
+            for k, t in enumerate(tails):
+                if t:
+                    tail_ids[k, :len(t)] = torch.tensor(t)
+                    tail_mask[k, :len(t)] = 1
+            tail_ids, tail_mask = tail_ids.to(self.device), tail_mask.to(self.device)
+            lengths = mask.sum(-1).repeat_interleave(n_c)
+            tail_pos = lengths[:, None] + torch.arange(longest, device=self.device)[None, :]
+            full_mask = torch.cat([mask.repeat_interleave(n_c, dim=0), tail_mask], dim=1)
+            tail_logits = self.model(input_ids=tail_ids, attention_mask=full_mask, position_ids=tail_pos,
+                                     past_key_values=cache).logits
+            # log-softmax only the rows that predict a choice token (not the padding of shorter tails)
+            rows_k = [k for k, t in enumerate(tails) for _ in t]
+            rows_j = [j for t in tails for j in range(len(t))]
+            tail_logp = torch.log_softmax(tail_logits[rows_k, rows_j].float(), dim=-1)
+        results, offset = [], 0
+        for q, (ctx, conts) in enumerate(zip(ctxs, conts_list)):
+            scores = ChoiceScores([], [], [], [])
+            for cont in conts:
+                rows = first_logps[q][None]
+                if len(cont) > 1:
+                    rows = torch.cat([rows, tail_logp[offset:offset + len(cont) - 1]])
+                    offset += len(cont) - 1
+                self._append(scores, rows, cont, ctx_nlls[q], len(ctx))
+            results.append(scores)
+        return results
 
     def _score_shared(self, ctx: list[int], conts: list[list[int]]) -> ChoiceScores:
         ctx_ids = torch.tensor([ctx], device=self.device)
@@ -130,3 +235,19 @@ class LoglikScorer:
         scores.is_greedy.append(bool((logp.argmax(-1) == target).all().item()))
         scores.mean_nlls.append((ctx_nll - loglik) / (n_ctx - 1 + len(cont)))
         scores.n_tokens.append(len(cont))
+
+
+def _accepts_position_ids(model: torch.nn.Module) -> bool:
+    """Whether the transformers model inside `model` (PEFT, loralab method wrappers) takes `position_ids`."""
+    seen: set[int] = set()
+    while id(model) not in seen:
+        seen.add(id(model))
+        from transformers import PreTrainedModel
+
+        if isinstance(model, PreTrainedModel):
+            return "position_ids" in inspect.signature(model.forward).parameters
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "model", None)
+        if not isinstance(inner, torch.nn.Module):
+            return False
+        model = inner
+    return False
