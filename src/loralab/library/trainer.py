@@ -10,7 +10,6 @@ Everything else (gradient accumulation, mixed precision, multi-GPU, checkpoints)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -28,14 +27,14 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from loralab.data.schema import Example, Task
 from loralab.errors import TrainingDivergedError
 from loralab.eval.loglik import encode_pair, prefix_token_id
+from loralab.library.checkpoints import (CHECKPOINT_PREFIX, CHECKPOINT_STATE, RUN_FILE, checkpoint_dirs,
+                                         latest_checkpoint, non_finite_parameters, resumable_checkpoint,
+                                         run_fingerprint)
 from loralab.library.hparams import LoRAHparams
 from loralab.utils.io import atomic_write_json, fsync_tree
 
 logger = logging.getLogger(__name__)
 IGNORE = -100
-CHECKPOINT_PREFIX = "checkpoint-"  # HF Trainer's checkpoint folders in the work dir
-CHECKPOINT_STATE = "loralab_checkpoint.json"  # written last into a checkpoint: a folder without it is incomplete
-RUN_FILE = "loralab_run.json"  # what the checkpoints of a work dir were trained with (resume only on a match)
 
 
 def training_features(task: Task, tokenizer, hp: LoRAHparams, examples: Sequence[Example] | None = None) -> list[dict]:
@@ -159,7 +158,7 @@ class AnswerOnlyTrainer(Trainer):
         atomic_write_json(folder / CHECKPOINT_STATE, {"global_step": self.state.global_step,
                                                       "step_losses": self.step_losses,
                                                       "method_history": self.method_history})
-        for other in _checkpoint_dirs(folder.parent):
+        for other in checkpoint_dirs(folder.parent):
             if other != folder:  # only now that the new one is complete
                 shutil.rmtree(other, ignore_errors=True)
 
@@ -225,69 +224,6 @@ class _DivergenceGuard(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.trainer.end_step(state.global_step)
-
-
-def non_finite_parameters(model: torch.nn.Module) -> str | None:
-    """The name of the first trainable parameter holding a NaN or inf, or None."""
-    for name, param in model.named_parameters():
-        if param.requires_grad and not bool(torch.isfinite(param.detach()).all()):
-            return name
-    return None
-
-
-def _checkpoint_dirs(work_dir: str | os.PathLike[str]) -> list[Path]:
-    """The checkpoint folders in `work_dir` (complete or not), by step."""
-    found = []
-    for path in Path(work_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        step = path.name[len(CHECKPOINT_PREFIX):]
-        if path.is_dir() and step.isdigit():
-            found.append((int(step), path))
-    return [path for _, path in sorted(found)]
-
-
-def latest_checkpoint(work_dir: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint in `work_dir` (one killed while being written does not count)."""
-    complete = [p for p in _checkpoint_dirs(work_dir) if (p / CHECKPOINT_STATE).is_file()]
-    return complete[-1] if complete else None
-
-
-def run_fingerprint(model: torch.nn.Module, features: Sequence[Mapping[str, Any]], hp: LoRAHparams,
-                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What decides the trained weights: hyperparameters (not logging/checkpoint cadence), data, trainable tensors."""
-    data = hashlib.sha256()
-    for feature in features:
-        data.update(json.dumps(feature, sort_keys=True).encode())
-    trainable = sorted((n, list(p.shape)) for n, p in model.named_parameters() if p.requires_grad)
-    fingerprint = {"hparams": {k: v for k, v in hp.to_dict().items() if k not in LoRAHparams.LOGGING_FIELDS},
-                   "features": data.hexdigest(), "examples": len(features),
-                   "trainable": hashlib.sha256(json.dumps(trainable).encode()).hexdigest(), **(extra or {})}
-    return json.loads(json.dumps(fingerprint, default=str))
-
-
-def resumable_checkpoint(work_dir: str | os.PathLike[str], fingerprint: Mapping[str, Any],
-                         description: str = "training") -> Path | None:
-    """The checkpoint to resume from, after removing incomplete or older ones and ones of other settings.
-
-    A checkpoint is resumed only when `work_dir` records the same fingerprint (hyperparameters, data,
-    trainable tensors); otherwise its checkpoints are from another run and training starts over.
-    """
-    work = Path(work_dir)
-    checkpoints = _checkpoint_dirs(work)
-    if not checkpoints:
-        return None
-    try:
-        recorded = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        recorded = None
-    keep = latest_checkpoint(work) if recorded == dict(fingerprint) else None
-    if keep is None:
-        logger.warning("%s: checkpoints in %s %s; starting over", description, work,
-                       "are incomplete" if recorded == dict(fingerprint) else
-                       "were trained with other settings or data")
-    for path in checkpoints:
-        if path != keep:
-            shutil.rmtree(path, ignore_errors=True)
-    return keep
 
 
 class RichProgressCallback(TrainerCallback):
