@@ -40,7 +40,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import PeakMemory, machine_info, paired_stats, resolve_threads, run_probe, write_json  # noqa: E402
+from _bench import PeakMemory, machine_info, paired_stats, resolve_threads, run_probe, write_json
 
 DEFAULT_METHODS = "more,moelora,mtllora,multilora,lora"
 TASKS = ["task_a", "task_b"]

@@ -1,0 +1,336 @@
+#!/usr/bin/env python
+"""Multiple-choice evaluation speed: loralab's evaluator vs lm-evaluation-harness's HF model, same examples and model.
+
+A suite task's split is exported with `loralab.api.export_task` (what `loralab data export` writes), and both
+harnesses read that one file: loralab as a unified JSONL task, lm-eval as a local JSON task (`dataset_path: json`,
+`target_delimiter: ""`, exactly as tests/eval/test_eval_lmeval_parity.py runs it). Both score the SAME model
+object (loaded once by `loralab.models.load_model`) on the same device.
+
+What is timed, per round (after one untimed warm-up run of each side, which is also the correctness check):
+
+* lm-eval: `HFLM.loglikelihood` on the task's request instances (built once by lm-eval itself from the exported
+  docs, `task.build_all_requests`), i.e. only the model work; lm-eval's task loading and metric code are left out,
+  which favours lm-eval. `--batch-size` (default 8) is HFLM's batch of (prompt + choice) sequences.
+* loralab: `loralab.eval.evaluate(..., batch_size=--batch-size)` on the exported task, everything included
+  (prompt rendering, tokenisation, scoring, the three metrics). Its batch is `--batch-size` questions: their
+  prompts in one left-padded forward, then all their choices in one forward on the repeated KV cache.
+
+Rounds alternate which side goes first. The reported ratio is the median over rounds of the paired per-round
+ratio (lm-eval seconds / loralab seconds = loralab examples/s / lm-eval examples/s), with its spread.
+
+Correctness: `acc` per example must be identical, loralab's `predictions["acc"] in answers` against lm-eval's own
+`task.process_results` on its log-likelihoods; otherwise the script prints the differing ids and exits 1.
+
+Peak memory: CUDA: `torch.cuda.max_memory_allocated` during one full run minus what was allocated before (the
+model). CPU: each side runs in a fresh subprocess (glibc's mmap threshold pinned so freed tensors go back to the
+OS): load the model, one warm-up run, then the peak RSS during one full run minus the RSS before it (VmHWM reset
+through /proc/self/clear_refs; see benchmarks/_bench.py). tracemalloc cannot see torch's allocations and
+`ru_maxrss` alone is dominated by the model load, so neither is used; `ru_maxrss` is recorded for reference.
+
+Exit status: 0; 1 if `acc` differs or the ratio is below --min-ratio (default 1.5; `benchmarks/run` applies the
+noise margin itself).
+
+    python benchmarks/mc_eval.py                               # smollm2-135m, social_iqa, 200 test examples, 3 rounds
+    python benchmarks/mc_eval.py --task navigate --limit 100
+    python benchmarks/mc_eval.py --quick                       # 24 examples, 2 rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _bench import PeakMemory, default_device, machine_info, paired_stats, resolve_threads, run_probe, sync, write_json
+
+QUICK = {"limit": 24, "repeats": 2}
+UNBATCHED = "loralab batch_size=1"
+LMEVAL_TASK = "loralab_bench_export"
+TASK_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{prompt}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: "{{{{answer_index}}}}"
+target_delimiter: ""
+metric_list:
+  - metric: acc
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m", help="loralab model alias/dir/hub id")
+    p.add_argument("--task", default="social_iqa", help="a multiple-choice loralab task (suite name or file)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=200, help="first N examples of the split")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="lm-eval HFLM batch size (prompt+choice sequences) and loralab's (questions)")
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds (each: one full run of both sides)")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--min-ratio", type=float, default=1.5, help="exit 1 below this examples/s ratio")
+    p.add_argument("--with-unbatched", action="store_true",
+                   help="also time loralab with batch_size=1 (one question per forward, as before batching)")
+    p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--json", default=None, help="write every number here")
+    p.add_argument("--memory-probe", choices=["loralab", "lmeval"], help=argparse.SUPPRESS)  # internal
+    p.add_argument("--export-file", default=None, help=argparse.SUPPRESS)  # internal: reuse the parent's export
+    args = p.parse_args(argv)
+    if args.quick:
+        for k, v in QUICK.items():
+            if getattr(args, k) == p.get_default(k):
+                setattr(args, k, v)
+    for name in ("limit", "batch_size", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    args.device = args.device or default_device()
+    return args
+
+
+# ------------------------------------------------------------------------------------------------ the two sides
+
+
+class LoralabSide:
+    def __init__(self, lm, export_file: Path, batch_size: int, name: str = "loralab") -> None:
+        from loralab.data import load_task
+
+        self.lm, self.batch_size, self.name = lm, batch_size, name
+        self.task = load_task(str(export_file))
+        self.n = len(self.task.split("test"))
+
+    def run(self, limit: int | None = None) -> dict[str, float]:
+        """Per-example acc (by example id)."""
+        from loralab.eval import evaluate
+
+        out = evaluate(self.lm.model, self.lm.tokenizer, self.task, split="test", limit=limit, log_samples=True,
+                       progress=False, batch_size=self.batch_size)
+        return {s["id"]: float(s["predictions"]["acc"] in s["answers"]) for s in out.samples}
+
+
+class LmEvalSide:
+    name = "lm-eval"
+
+    def __init__(self, lm, export_file: Path, task_dir: Path, batch_size: int) -> None:
+        import logging
+
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager, get_task_dict
+
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
+        (task_dir / f"{LMEVAL_TASK}.yaml").write_text(TASK_YAML.format(name=LMEVAL_TASK, data=export_file),
+                                                       encoding="utf-8")
+        self.hflm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size)
+        self.task = get_task_dict([LMEVAL_TASK], TaskManager(include_path=str(task_dir)))[LMEVAL_TASK]
+        self.task.build_all_requests(limit=None, rank=0, world_size=1)
+        self.docs = {doc_id: doc for doc_id, doc in self.task.doc_iterator(rank=0, limit=None, world_size=1)}
+        by_doc = defaultdict(list)
+        for inst in self.task.instances:
+            by_doc[inst.doc_id].append(inst)
+        self.by_doc = {d: sorted(v, key=lambda x: x.idx) for d, v in by_doc.items()}
+        self.n = len(self.docs)
+
+    def run(self, limit: int | None = None) -> dict[str, float]:
+        """lm-eval's loglikelihood on the (first `limit` docs') requests, then its own per-doc acc."""
+        doc_ids = sorted(self.docs)[:limit] if limit else sorted(self.docs)
+        instances = [inst for d in doc_ids for inst in self.by_doc[d]]
+        for inst in instances:
+            inst.resps = []
+        resps = self.hflm.loglikelihood(instances, disable_tqdm=True)
+        for inst, resp in zip(instances, resps, strict=True):
+            inst.resps.append(resp)
+            inst.filtered_resps = {"none": resp}  # lm-eval's default filter for multiple choice: take the first
+        return {self.docs[d]["id"]: float(self.task.process_results(
+            self.docs[d], [inst.filtered_resps["none"] for inst in self.by_doc[d]])["acc"]) for d in doc_ids}
+
+
+def timed_run(side, device: str) -> tuple[float, dict[str, float]]:
+    sync(device)
+    start = time.perf_counter()
+    accs = side.run()
+    sync(device)
+    return time.perf_counter() - start, accs
+
+
+def setup(args: argparse.Namespace, work: Path, export_file: Path | None = None):
+    from loralab.api import export_task
+    from loralab.data import load_task
+    from loralab.models import load_model
+
+    if export_file is None:
+        task = load_task(args.task)
+        if task.kind != "multiple_choice":
+            raise SystemExit(f"error: {args.task} is a {task.kind} task; this benchmark needs multiple choice")
+        export_file = work / "export.jsonl"
+        export_task(task, export_file, split=args.split, limit=args.limit)
+    lm = load_model(args.model, device=args.device)
+    lm.model.eval()
+    return lm, export_file
+
+
+def memory_probe(args: argparse.Namespace) -> None:
+    """Child (CPU): one side only; warm-up run, then the peak RSS over one full run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lm, export_file = setup(args, Path(tmp), Path(args.export_file) if args.export_file else None)
+        side = LoralabSide(lm, export_file, args.batch_size) if args.memory_probe == "loralab" else \
+            LmEvalSide(lm, export_file, Path(tmp), args.batch_size)
+        side.run(limit=min(8, side.n))  # warm-up: lazy initialisation, allocator caches
+        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with PeakMemory(args.device) as pm:
+            side.run()
+        maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mib": pm.mib, "method": pm.method, "ru_maxrss_kib_before_run": maxrss_before,
+                      "ru_maxrss_kib_after_run": maxrss_after}))
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+    import warnings
+
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    threads = resolve_threads(args.device, args.threads)
+    if args.memory_probe:
+        memory_probe(args)
+        return 0
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        print(f"# exporting {args.task} ({args.split}, first {args.limit}) and loading {args.model} ...",
+              file=sys.stderr, flush=True)
+        lm, export_file = setup(args, work)
+        sides = [LmEvalSide(lm, export_file, work, args.batch_size), LoralabSide(lm, export_file, args.batch_size)]
+        if sides[0].n != sides[1].n:
+            print(f"error: lm-eval sees {sides[0].n} examples, loralab {sides[1].n}", file=sys.stderr)
+            return 1
+        n = sides[1].n
+        if args.with_unbatched:
+            sides.append(LoralabSide(lm, export_file, 1, name=UNBATCHED))
+        # warm-up + correctness: per-example acc must be identical
+        accs = {}
+        for side in sides:
+            print(f"# warm-up / check: {side.name} ...", file=sys.stderr, flush=True)
+            accs[side.name] = timed_run(side, args.device)[1]
+        mine, theirs = accs["loralab"], accs["lm-eval"]
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if args.with_unbatched:
+            differ = sorted(set(differ) | {k for k in set(theirs) if accs[UNBATCHED].get(k) != theirs.get(k)})
+        acc_mine, acc_theirs = sum(mine.values()) / n, sum(theirs.values()) / n
+        if differ:
+            print(f"FAIL: per-example acc differs on {len(differ)} of {n} examples (loralab acc {acc_mine:.4f}, "
+                  f"lm-eval acc {acc_theirs:.4f}); first ids: {differ[:10]}", file=sys.stderr)
+        times: dict[str, list[float]] = {side.name: [] for side in sides}
+        for r in range(args.repeats):
+            order = sides[r % len(sides):] + sides[:r % len(sides)] if len(sides) > 2 else \
+                (sides if r % 2 == 0 else sides[::-1])
+            for side in order:
+                seconds, _ = timed_run(side, args.device)
+                times[side.name].append(seconds)
+            print(f"# round {r + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+                  file=sys.stderr, flush=True)
+        memory: dict[str, Any] = {"method": "skipped (--no-memory)", "peak_mib": {"lm-eval": None, "loralab": None}}
+        if not args.no_memory:
+            if args.device.startswith("cuda"):
+                peaks = {}
+                for side in sides:
+                    with PeakMemory(args.device) as pm:
+                        side.run()
+                    peaks[side.name] = pm.mib
+                memory = {"method": pm.method + " (one full run)", "peak_mib": peaks}
+            else:
+                print("# CPU peak memory: one fresh subprocess per side ...", file=sys.stderr, flush=True)
+                probes = {}
+                for key, label in (("lmeval", "lm-eval"), ("loralab", "loralab")):
+                    try:
+                        probes[label] = run_probe(__file__, [*argv, "--threads", str(threads), "--memory-probe",
+                                                             key, "--export-file", str(export_file)])
+                    except (RuntimeError, ValueError) as exc:
+                        print(f"# {exc}", file=sys.stderr)
+                        probes[label] = {"peak_mib": None, "method": "failed"}
+                memory = {"method": probes["loralab"]["method"] + " over one full run, fresh subprocess per side "
+                          "after a warm-up run", "peak_mib": {k: v["peak_mib"] for k, v in probes.items()},
+                          "probes": probes}
+
+    ratio = paired_stats(times["lm-eval"], times["loralab"])
+    eps = {k: n / statistics.median(v) for k, v in times.items()}
+    device_name = machine_info(args.device)["device_name"]
+    ok_acc = not differ
+    passed = ok_acc and ratio["median"] >= args.min_ratio
+    print(f"**{args.model} / {args.task}** ({args.split}, {n} examples, "
+          f"{sum(len(e.choices) for e in sides[1].task.split('test'))} choices in all), {args.device} ({device_name}), "
+          f"{threads} torch thread(s), lm-eval batch size {args.batch_size}, {args.repeats} interleaved rounds\n")
+    print("| harness | median s | examples/s | vs lm-eval | acc | peak MiB |")
+    print("|---|---:|---:|---:|---:|---:|")
+
+    def mem(k: str) -> str:
+        v = memory["peak_mib"].get(k)
+        return "n/a" if v is None else f"{v:.0f}"
+
+    print(f"| lm-eval {lm_eval_version()} HFLM (loglikelihood) | {statistics.median(times['lm-eval']):.2f} | "
+          f"{eps['lm-eval']:.2f} | 1.00x | {acc_theirs:.4f} | {mem('lm-eval')} |")
+    print(f"| loralab evaluate | {statistics.median(times['loralab']):.2f} | {eps['loralab']:.2f} | "
+          f"{ratio['median']:.2f}x | {acc_mine:.4f} | {mem('loralab')} |")
+    unbatched = None
+    if args.with_unbatched:
+        unbatched = {"vs_lm_eval": paired_stats(times["lm-eval"], times[UNBATCHED]),
+                     "batched_speedup": paired_stats(times[UNBATCHED], times["loralab"])}
+        print(f"| loralab evaluate, batch_size=1 (one question per forward) | "
+              f"{statistics.median(times[UNBATCHED]):.2f} | {eps[UNBATCHED]:.2f} | "
+              f"{unbatched['vs_lm_eval']['median']:.2f}x | {sum(accs[UNBATCHED].values()) / n:.4f} | n/a |")
+        print(f"\n- batching questions (batch_size {args.batch_size} vs 1): "
+              f"{unbatched['batched_speedup']['median']:.3f}x faster")
+    print(f"\n- examples/s ratio loralab / lm-eval = **{ratio['median']:.3f}** (median of paired per-round ratios; "
+          f"min-max {ratio['min']:.3f}-{ratio['max']:.3f}); pass if >= {args.min_ratio} -> "
+          f"{'PASS' if ratio['median'] >= args.min_ratio else 'FAIL'}")
+    print(f"- per-example acc: {'identical' if ok_acc else f'DIFFERS on {len(differ)} examples'} "
+          f"({int(sum(mine.values()))} correct of {n})")
+    print(f"- memory: {memory['method']}")
+    load_after = os.getloadavg()
+    print(f"- load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} ({os.cpu_count()} CPUs); "
+          f"wall {time.perf_counter() - t0:.0f} s")
+    if args.json:
+        write_json(args.json, {
+            "args": vars(args), "threads": threads, "machine": machine_info(args.device), "n": n,
+            "load_before": load_before, "load_after": load_after, "lm_eval_version": lm_eval_version(),
+            "seconds": times, "examples_per_second": eps, "ratio": ratio, "acc": {"loralab": acc_mine,
+                                                                                  "lm-eval": acc_theirs},
+            "acc_identical": ok_acc, "acc_differs_ids": differ, "memory": memory, "passed": passed,
+            "unbatched": unbatched,
+            "wall_seconds": time.perf_counter() - t0})
+    return 0 if passed else 1
+
+
+def lm_eval_version() -> str:
+    try:
+        import lm_eval
+
+        return str(lm_eval.__version__)
+    except (ImportError, AttributeError):
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
