@@ -125,7 +125,8 @@ def eval_cmd(
     split: Split = "test",
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write the result JSON here (atomically).")] = None,
     num_fewshot: Annotated[int, typer.Option(help="Few-shot demonstrations from the train split.")] = 0,
-    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Questions per forward (multiple choice) or sequences per "
+                                                  "generation batch.")] = 8,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1, mps (default: best available).")] = None,
     log_samples: Annotated[bool, typer.Option(help="Keep per-example outputs in the result JSON.")] = False,
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle (.bin) weights. Only for files you trust.")] = False,
