@@ -74,49 +74,63 @@ def test_cli_rerun_skips_everything_and_fresh_cli_run_matches(reference, monkeyp
 
 
 KILLED_RUN = """
-import sys, time
+import importlib, sys, time
 from pathlib import Path
-import loralab.train as train
-real, calls = train.train_method, []
-def train_then_hang(*args, **kwargs):
-    info = real(*args, **kwargs)
+module, name, at = importlib.import_module(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+real, calls = getattr(module, name), []
+def then_hang(*args, **kwargs):
+    result = real(*args, **kwargs)
     calls.append(1)
-    if len(calls) == 4:              # the 4th cell has trained and saved its checkpoint: killed here
+    if len(calls) == at:             # that call has finished (its files are written): the run is killed here
         Path(sys.argv[3]).touch()
         time.sleep(600)
-    return info
-train.train_method = train_then_hang
+    return result
+setattr(module, name, then_hang)
 from loralab.bench import load_bench, run_bench
 run_bench(load_bench(sys.argv[1]), sys.argv[2])
 """
 
+# (module, function, n): SIGKILL right after the n-th call of the function returned
+KILL_POINTS = {
+    "library-built-2-of-4": ("loralab.library.build", "_build_one", 2),
+    "cell-1-trained": ("loralab.train", "train_method", 1),
+    "cell-4-trained": ("loralab.train", "train_method", 4),
+    "cell-6-evaluated": ("loralab.api", "run_eval", 6),
+}
 
-def test_killed_run_resumes_without_recomputing(reference, monkeypatch, tmp_path, make_grid, write_grid):
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_killed_run_resumes_without_recomputing(reference, monkeypatch, tmp_path, make_grid, write_grid, point):
     bench, result = reference
     out, marker = tmp_path / "killed", tmp_path / "hanging"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(write_grid(make_grid())), str(out), str(marker)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    module, name, at = KILL_POINTS[point]
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(write_grid(make_grid())), str(out), str(marker),
+                             module, name, str(at)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "the run never reached its 4th cell"
+            assert time.monotonic() < deadline, f"the run never reached {point}"
             time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    finished = {r["cell_id"] for r in _rows(out / "bench.sqlite")}
-    assert len(finished) == 3  # three cells done; the 4th trained but was killed before its row
-    assert len(list((out / "checkpoints").iterdir())) == 1  # its checkpoint is left over
+    db = out / "bench.sqlite"
+    finished = {r["cell_id"] for r in _rows(db)} if db.exists() else set()
+    if name == "train_method":  # the killed cell trained and saved its checkpoint, but wrote no row
+        assert len(list((out / "checkpoints").iterdir())) == 1
+    if name == "_build_one":
+        assert not finished
 
     calls = []
     real = executors.run_cell
     monkeypatch.setattr(executors, "run_cell", lambda cell, ctx: calls.append(cell.cell_id) or real(cell, ctx))
     resumed = run_bench(bench_from_mapping(make_grid()), out)
-    assert resumed.skipped == 3 and resumed.ran == 19 and not resumed.failed
+    total = len(expand(bench))
+    assert resumed.skipped == len(finished) and resumed.ran == total - len(finished) and not resumed.failed
     assert not set(calls) & finished and set(calls) | finished == {c.cell_id for c in expand(bench)}
-    assert _rows(out / "bench.sqlite") == _rows(result.db)  # the same database as the uninterrupted run
+    assert _rows(db) == _rows(result.db)  # the same database as the uninterrupted run
 
 
 def test_failed_cell_is_recorded_the_rest_runs_and_a_rerun_retries(monkeypatch, tmp_path, make_grid):
