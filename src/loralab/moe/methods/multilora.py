@@ -57,14 +57,14 @@ class MultiLoRAConfig(MethodConfig):
 
 
 class LearnedScales(Router):
-    """Input-independent gates: N learnable scaling factors, initialised to 0; returns (1, 1, N) twice."""
+    """Input-independent gates: N learnable scaling factors, initialised to 0; returns (B, 1, N) twice."""
 
     def __init__(self, num_experts: int) -> None:
         super().__init__(num_experts)
         self.scale = nn.Parameter(torch.zeros(num_experts))
 
     def forward(self, x: torch.Tensor, state: RoutingState) -> tuple[torch.Tensor, torch.Tensor]:
-        scales = self.scale.float()[None, None, :]
+        scales = self.scale.float()[None, None, :].expand(x.shape[0], 1, -1)  # per sample, like every router
         return scales, scales
 
 
