@@ -89,7 +89,17 @@ def _reset_hwm() -> bool:
     return True
 
 
-class _RssSampler(threading.Thread):
+def apply_quick(args, parser, quick: dict) -> None:
+    """`--quick`: replace each option still at its default by its smoke-run value (explicit options win)."""
+    if args.quick:
+        for key, value in quick.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of this process, sampled every `interval` seconds until `stop()`."""
+
     def __init__(self, interval: float = 0.002) -> None:
         super().__init__(daemon=True)
         import psutil
@@ -116,7 +126,7 @@ class PeakMemory:
         self.cuda = str(device).startswith("cuda")
         self.bytes: int | None = None
         self.method = ""
-        self._sampler: _RssSampler | None = None
+        self._sampler: RssSampler | None = None
 
     @property
     def mib(self) -> float | None:
@@ -134,7 +144,7 @@ class PeakMemory:
             self.method = "peak RSS (VmHWM reset via /proc/self/clear_refs) - RSS before"
             return self
         try:
-            self._sampler = _RssSampler()
+            self._sampler = RssSampler()
             self._sampler.start()
             self.method = "peak RSS (psutil, sampled every 2 ms) - RSS before"
         except ImportError:

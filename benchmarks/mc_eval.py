@@ -92,10 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-probe", choices=["loralab", "lmeval"], help=argparse.SUPPRESS)  # internal
     p.add_argument("--export-file", default=None, help=argparse.SUPPRESS)  # internal: reuse the parent's export
     args = p.parse_args(argv)
-    if args.quick:
-        for k, v in QUICK.items():
-            if getattr(args, k) == p.get_default(k):
-                setattr(args, k, v)
+    from _bench import apply_quick
+
+    apply_quick(args, p, QUICK)
     for name in ("limit", "batch_size", "repeats"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")

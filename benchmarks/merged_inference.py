@@ -66,10 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="also write every number here")
     p.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)  # internal: CPU peak RSS child
     args = p.parse_args(argv)
-    if args.quick:
-        for k, v in QUICK.items():
-            if getattr(args, k) == p.get_default(k):
-                setattr(args, k, v)
+    from _bench import apply_quick
+
+    apply_quick(args, p, QUICK)
     return args
 
 

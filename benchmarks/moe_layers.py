@@ -90,10 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-peak-memory", action="store_true", help="skip the CPU peak-RSS subprocess (--json only)")
     p.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)  # internal: CPU peak RSS child
     args = p.parse_args(argv)
-    if args.quick:
-        for k, v in QUICK.items():
-            if getattr(args, k) == p.get_default(k):
-                setattr(args, k, v)
+    from _bench import apply_quick
+
+    apply_quick(args, p, QUICK)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     for name in ("hidden", "layers", "heads", "batch", "seq", "experts", "rank", "repeats", "steps"):
         if getattr(args, name) < 1:

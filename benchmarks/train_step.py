@@ -63,7 +63,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import types
 from typing import Any
@@ -74,6 +73,7 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from _bench import RssSampler  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 from loralab.library.build import lora_config
 from loralab.library.hparams import LoRAHparams
 from loralab.library.trainer import IGNORE, AnswerOnlyTrainer, PadCollator, training_arguments, training_features
@@ -183,10 +183,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK} (unless given explicitly)")
     p.add_argument("--memory-probe", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: CPU memory subprocess
     args = p.parse_args(argv)
-    if args.quick:
-        for k, v in QUICK.items():
-            if getattr(args, k) == p.get_default(k):
-                setattr(args, k, v)
+    from _bench import apply_quick
+
+    apply_quick(args, p, QUICK)
     for name in ("batch_size", "steps", "repeats", "max_length"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -309,30 +308,6 @@ def fairness_check(trainers: dict[str, Any], batch: list[dict], collator: PadCol
     result["ok"] = all(result[f"loss_rel_diff_{v}_vs_a"] <= 1e-4 and result[f"grad_rel_diff_{v}_vs_a"] <= 1e-3
                        for v in VARIANTS[1:])
     return result
-
-
-class RssSampler(threading.Thread):
-    """Highest RSS (bytes) of this process seen every `interval` seconds until stop()."""
-
-    def __init__(self, interval: float = 0.002) -> None:
-        super().__init__(daemon=True)
-        import psutil
-
-        self.proc = psutil.Process()
-        self.interval = interval
-        self.peak = self.proc.memory_info().rss
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def stop(self) -> int:
-        self._stop_event.set()
-        self.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-        return self.peak
 
 
 def current_rss() -> int:
