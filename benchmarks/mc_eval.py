@@ -55,20 +55,6 @@ from _bench import PeakMemory, default_device, machine_info, paired_stats, resol
 QUICK = {"limit": 24, "repeats": 2}
 UNBATCHED = "loralab batch_size=1"
 LMEVAL_TASK = "loralab_bench_export"
-TASK_YAML = """task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{prompt}}}}"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: "{{{{answer_index}}}}"
-target_delimiter: ""
-metric_list:
-  - metric: acc
-"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -132,8 +118,9 @@ class LmEvalSide:
         from lm_eval.tasks import TaskManager, get_task_dict
 
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
-        (task_dir / f"{LMEVAL_TASK}.yaml").write_text(TASK_YAML.format(name=LMEVAL_TASK, data=export_file),
-                                                       encoding="utf-8")
+        from loralab.lmeval import task_yaml
+
+        (task_dir / f"{LMEVAL_TASK}.yaml").write_text(task_yaml(LMEVAL_TASK, export_file), encoding="utf-8")
         self.hflm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size)
         self.task = get_task_dict([LMEVAL_TASK], TaskManager(include_path=str(task_dir)))[LMEVAL_TASK]
         self.task.build_all_requests(limit=None, rank=0, world_size=1)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -49,6 +50,29 @@ from loralab.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 MODEL_TYPE = "loralab"
+
+
+def task_yaml(name: str, data_file: str | os.PathLike[str], *, kind: str = "multiple_choice",
+              max_gen_toks: int = 256) -> str:
+    """An lm-eval task config that reads a loralab export (`loralab data export`, `export_task`) as it is.
+
+    The export's `prompt` is the exact scored string, so lm-eval sees the same prompts as `loralab eval`:
+    multiple choice scores `choices` with no delimiter and `answer_index` as the target (metric `acc`);
+    generation decodes greedily until a newline and compares with the first target (`exact_match`).
+    Write it as `<dir>/<name>.yaml` and pass `include_path=<dir>` to lm-eval's TaskManager.
+    """
+    if kind == "multiple_choice":
+        target = 'doc_to_choice: "{{choices}}"\ndoc_to_target: "{{answer_index}}"\ntarget_delimiter: ""\n'
+        output_type, metric = "multiple_choice", "acc"
+    elif kind == "generation":
+        target = ('doc_to_target: "{{targets[0]}}"\ngeneration_kwargs:\n  until: ["\\n"]\n'
+                  f"  max_gen_toks: {max_gen_toks}\n  do_sample: false\n")
+        output_type, metric = "generate_until", "exact_match"
+    else:
+        raise UserInputError(f"kind must be 'multiple_choice' or 'generation', got {kind!r}")
+    return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {os.fspath(data_file)}\n"
+            f"test_split: test\noutput_type: {output_type}\ndoc_to_text: \"{{{{prompt}}}}\"\n{target}"
+            f"metric_list:\n  - metric: {metric}\n")
 
 
 def _register(cls):

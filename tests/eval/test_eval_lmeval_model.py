@@ -26,30 +26,10 @@ import loralab.lmeval  # noqa: E402,F401  (registers model="loralab")
 from loralab.api import export_task, run_eval  # noqa: E402
 from loralab.data import Example, Task  # noqa: E402
 from loralab.errors import AdapterError, UserInputError  # noqa: E402
-from loralab.lmeval import LoralabLM  # noqa: E402
+from loralab.lmeval import LoralabLM, task_yaml  # noqa: E402
 from loralab.models import build_tiny_model  # noqa: E402
 
 TASK = "loralab_toy_export"
-TASK_YAML = """task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: {output_type}
-doc_to_text: "{{{{prompt}}}}"
-{target}
-metric_list:
-  - metric: {metric}
-"""
-MC_TARGET = """doc_to_choice: "{{choices}}"
-doc_to_target: "{{answer_index}}"
-target_delimiter: \"\""""
-GEN_TARGET = """doc_to_target: "{{targets[0]}}"
-generation_kwargs:
-  until: ["\\n"]
-  max_gen_toks: 4
-  do_sample: false"""
 
 
 def sums_task(n: int = 30, seed: int = 0) -> Task:
@@ -77,11 +57,9 @@ def exported(tmp_path_factory):
     export_task(toy_task("g", n=12, kind="generation"), gen_file, split="test")
     task_dir = root / "tasks"
     task_dir.mkdir()
-    (task_dir / f"{TASK}.yaml").write_text(TASK_YAML.format(
-        name=TASK, data=export_file, output_type="multiple_choice", target=MC_TARGET, metric="acc"), encoding="utf-8")
-    (task_dir / "loralab_toy_gen.yaml").write_text(TASK_YAML.format(
-        name="loralab_toy_gen", data=gen_file, output_type="generate_until", target=GEN_TARGET, metric="exact_match"),
-        encoding="utf-8")
+    (task_dir / f"{TASK}.yaml").write_text(task_yaml(TASK, export_file), encoding="utf-8")
+    (task_dir / "loralab_toy_gen.yaml").write_text(
+        task_yaml("loralab_toy_gen", gen_file, kind="generation", max_gen_toks=4), encoding="utf-8")
     return export_file, TaskManager(include_path=str(task_dir)), task_dir
 
 

@@ -16,23 +16,10 @@ import pytest
 lm_eval = pytest.importorskip("lm_eval")
 
 from loralab.api import export_task, run_eval  # noqa: E402
+from loralab.lmeval import task_yaml  # noqa: E402
 from loralab.data import load_task  # noqa: E402
 from loralab.models import build_tiny_model  # noqa: E402
 
-TASK_YAML = """task: loralab_export
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{prompt}}}}"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: "{{{{answer_index}}}}"
-target_delimiter: ""
-metric_list:
-  - metric: acc
-"""
 
 
 def write_unseen_bigbench_task(path, n=40, seed=0):
@@ -54,7 +41,7 @@ def lm_eval_per_doc(lm, export_file, tmp_path):
 
     task_dir = tmp_path / "lmeval_tasks"
     task_dir.mkdir()
-    (task_dir / "loralab_export.yaml").write_text(TASK_YAML.format(data=export_file), encoding="utf-8")
+    (task_dir / "loralab_export.yaml").write_text(task_yaml("loralab_export", export_file), encoding="utf-8")
     results = simple_evaluate(model=lm, tasks=["loralab_export"], task_manager=TaskManager(include_path=str(task_dir)),
                               log_samples=True, num_fewshot=0)
     samples = results["samples"]["loralab_export"]

@@ -1,4 +1,4 @@
-"""X-LoRA specifics: the scaling pass keeps its own KV cache in step with the model's."""
+"""X-LoRA specifics: the scaling pass keeps its own KV cache in step with the model's, also under batching."""
 
 from __future__ import annotations
 
@@ -51,3 +51,17 @@ def test_out_of_step_cache_is_an_error(xlora):
         moe(input_ids=torch.tensor([[9, 9, 9, 9]]), past_key_values=stale, use_cache=True)  # new sequence
         with pytest.raises(RuntimeError, match="out of step"):
             moe(input_ids=torch.tensor([[8]]), past_key_values=out.past_key_values, use_cache=True)
+
+
+def test_score_many_equals_whole_sequences(xlora):
+    """Scoring batched across questions: the scaling pass follows the padded batch."""
+    lm, moe = xlora
+    scorer = LoglikScorer(moe, lm.tokenizer)
+    assert scorer.batchable
+    questions = [("\nQ: which one?\nA: ", ["the first", "no", "a longer third answer"]),
+                 ("\nQ: a much longer question, with more words in it?\nA: ", ["yes", "maybe not", "x"]),
+                 ("\nQ: two?\nA: ", ["a", "bb"])]
+    for (context, choices), batched in zip(questions, scorer.score_many(questions, batch_size=4)):
+        separate = scorer._score_separately([scorer.encode_pair(context, c) for c in choices])
+        assert batched.logliks == pytest.approx(separate.logliks, abs=1e-4)
+        assert batched.mean_nlls == pytest.approx(separate.mean_nlls, abs=1e-5)
