@@ -119,6 +119,16 @@ class MoEModel(nn.Module):
             raise AdapterError(f"this {self.method} checkpoint was trained on tasks {self.tasks}, not {task!r}")
         return self.tasks.index(task)
 
+    def merge_task_id(self, task_id: int | None) -> int:
+        """The task a per-task merge folds in: the given one, else the routing default, else the only task."""
+        if task_id is not None:
+            return task_id
+        if self.state.default_task_id is not None:
+            return self.state.default_task_id
+        if len(self.tasks) == 1:
+            return 0
+        raise AdapterError(f"{self.method} merges one task at a time: pass one of {self.tasks}")
+
     def unload(self) -> nn.Module:
         """Put the original linears back and remove hooks; returns the plain base model (weights unchanged)."""
         for handle in getattr(self, "_hooks", []):

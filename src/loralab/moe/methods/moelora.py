@@ -111,19 +111,8 @@ def task_gate_weights(moe: MoEModel, task_id: int) -> torch.Tensor:
     return torch.softmax(gate.gate(gate.embedding(ids)).float() / gate.temperature, dim=-1)[0]
 
 
-def merge_task(moe: MoEModel, task_id: int | None) -> int:
-    """The task to merge: the given one, else the routing default, else the only task."""
-    if task_id is not None:
-        return task_id
-    if moe.state.default_task_id is not None:
-        return moe.state.default_task_id
-    if len(moe.tasks) == 1:
-        return 0
-    raise AdapterError(f"{moe.method} merges one task at a time: pass one of {moe.tasks}")
-
-
 def merge_deltas(moe: MoEModel, task_id: int | None) -> dict[str, torch.Tensor]:
-    gates = task_gate_weights(moe, merge_task(moe, task_id))
+    gates = task_gate_weights(moe, moe.merge_task_id(task_id))
     return {name: layer.expert_delta(gates.to(layer.scaling.device))
             for name, layer in moe.model.named_modules() if isinstance(layer, MoELoraLinear)}
 

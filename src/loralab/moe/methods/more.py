@@ -205,9 +205,7 @@ def rank_stats(moe: MoEModel) -> dict[str, float]:
 
 
 def merge_deltas(moe: MoEModel, task_id: int | None) -> dict[str, torch.Tensor]:
-    from loralab.moe.methods.moelora import merge_task
-
-    task = merge_task(moe, task_id)
+    task = moe.merge_task_id(task_id)
     deltas = {}
     for name, layer in moe.model.named_modules():
         if isinstance(layer, MoELoraLinear) and isinstance(layer.router, RankSelector):

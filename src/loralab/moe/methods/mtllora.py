@@ -37,7 +37,6 @@ from loralab.errors import AdapterError, ConfigError, UserInputError
 from loralab.moe.builder import freeze, inject, select_targets
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.layer import linear_features
-from loralab.moe.methods.moelora import merge_task
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
 from loralab.moe.routers import kaiming_like_linear
@@ -156,7 +155,7 @@ class MTLLoraLinear(nn.Module):
 
 
 def merge_deltas(moe: MoEModel, task_id: int | None) -> dict[str, torch.Tensor]:
-    t = merge_task(moe, task_id)
+    t = moe.merge_task_id(task_id)
     return {name: layer.task_delta(t) for name, layer in moe.model.named_modules() if isinstance(layer, MTLLoraLinear)}
 
 
