@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -58,7 +59,85 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    atomic_write_text(path, dumps_json(obj, indent=2) + "\n")
+
+
+def json_safe(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float replaced by None (JSON has no such numbers; null means missing)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def dumps_json(obj: Any, *, indent: int | None = None, sort_keys: bool = False) -> str:
+    """Strict JSON text (RFC 8259): non-finite floats become null instead of the bare `NaN` strict parsers reject."""
+    return json.dumps(json_safe(obj), indent=indent, ensure_ascii=False, sort_keys=sort_keys, allow_nan=False)
+
+
+MAX_JSON_BYTES = 256 * 1024 * 1024
+MAX_JSON_DEPTH = 100
+
+
+def read_json(path: str | os.PathLike[str], *, what: str = "JSON file", max_bytes: int = MAX_JSON_BYTES,
+              max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Read a JSON file loralab did not necessarily write: every failure is one `UserInputError` line.
+
+    The one reader for adapter configs, method checkpoints, library entries, caches and configs: a
+    missing or unreadable file, a file over `max_bytes`, invalid UTF-8 or JSON, `NaN`/`Infinity`
+    (not JSON), or nesting deeper than `max_depth` (which would otherwise end in a RecursionError)
+    each name the file and what was wrong. Reading never modifies the file.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if p.is_dir():
+            raise UserInputError(f"{what} {str(p)!r} is a folder, not a file")
+        if size > max_bytes:
+            raise UserInputError(f"{what} {str(p)!r} is {size} bytes; at most {max_bytes} allowed")
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserInputError(f"{what} {str(p)!r} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"{what} {str(p)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise UserInputError(f"{what} {str(p)!r} cannot be read: {exc.strerror or exc}") from None
+    return loads_json(text, what=f"{what} {str(p)!r}", max_depth=max_depth)
+
+
+def loads_json(text: str, *, what: str = "JSON text", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON text with `read_json`'s guards (no NaN/Infinity, bounded nesting), one error line on failure."""
+
+    def _reject_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON (use null for a missing number)")
+
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{what}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise UserInputError(f"{what}: JSON nested too deeply; at most {max_depth} levels allowed") from None
+    except ValueError as exc:
+        raise UserInputError(f"{what}: not valid JSON ({exc})") from None
+    if _nesting(value) > max_depth:
+        raise UserInputError(f"{what}: JSON nested more than {max_depth} levels deep; at most {max_depth} allowed")
+    return value
+
+
+def _nesting(value: Any) -> int:
+    """Deepest container nesting of a parsed JSON value (iterative, so depth itself cannot overflow the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return deepest
 
 
 @contextlib.contextmanager
