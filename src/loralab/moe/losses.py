@@ -6,9 +6,16 @@
 * `localized_balancing_loss`: LoRAMoE's localized balancing constraint (LBC) for one layer,
   `var(Z) / mean(Z)^2` (the squared coefficient of variation, as the official code and its
   maintainer in issue #3 define it; the paper writes var/mean) with `Z = I * Q`, `Q[b, n]` the gate
-  weight of expert n summed over the tokens of sample b, and `I[b, n] = 1 + delta` when expert n belongs
-  to the group of the sample's task type (first half of the experts for type 1, second half for type
-  0), else `1 - delta`. Deviation from the official code: padding tokens are left out of Q.
+  weight of expert n averaged over the real tokens of sample b, and `I[b, n] = 1 + delta` when expert n
+  belongs to the group of the sample's task type (first half of the experts for type 1, second half for
+  type 0), else `1 - delta`.
+
+  Deviation from the official code, which sums the gate over all T positions of each sample (padding
+  included): Q is the per-sample mean over real tokens. var/mean^2 does not change when every Q row is
+  scaled by the same factor, so for unpadded batches of equal length (the official script runs one
+  sample per device) this is the official value. With padding masked and samples of different
+  lengths, a sum would make Q[b] proportional to sample b's length, so the length spread alone would
+  enter var/mean^2 whatever the router does; the mean keeps the statistic about routing only.
 """
 
 from __future__ import annotations
@@ -47,13 +54,22 @@ def load_balancing_loss(router_logits: Sequence[torch.Tensor], top_k: int,
 
 def localized_balancing_loss(weights: torch.Tensor, task_types: torch.Tensor, delta: float,
                              attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """LoRAMoE's LBC for one layer. weights: (B, T, E) gate weights; task_types: (B,) in {0, 1}."""
+    """LoRAMoE's LBC for one layer. weights: (B, T, E) gate weights; task_types: (B,) in {0, 1}.
+
+    Samples without a real token (all padding) have no gate statistics and are left out.
+    """
     m = _token_mask(attention_mask, weights.shape)
-    q = (weights.float() * m).sum(dim=1) if m is not None else weights.float().sum(dim=1)  # (B, E)
+    if m is None:
+        q = weights.float().mean(dim=1)  # (B, E)
+    else:
+        counts = m.sum(dim=1)  # (B, 1) real tokens per sample
+        real = counts[:, 0] > 0
+        q = ((weights.float() * m).sum(dim=1) / counts.clamp_min(1.0))[real]
+        task_types = task_types.to(q.device)[real]
     num_experts = q.shape[-1]
     first_half = torch.arange(num_experts, device=q.device) < num_experts // 2  # (E,)
     favoured = torch.where(task_types.to(q.device)[:, None] == 1, first_half[None, :], ~first_half[None, :])
     z = q * torch.where(favoured, 1.0 + delta, 1.0 - delta)
-    if z.numel() == 1:
+    if z.numel() <= 1:  # no spread to measure (torch.var of one element is NaN)
         return z.new_zeros(())
     return z.flatten().var() / (z.flatten().mean() ** 2 + 1e-10)

@@ -10,12 +10,16 @@ with the constraint off; the paper's values are the defaults here).
 
 Task types: LoRAMoE labels each sample 0 or 1; the first half of the experts is favoured for type 1
 ("world knowledge" in the paper; which label is which is not stated in the code). `task_types` maps
-task names to labels; unlisted tasks are type 0. With library experts (`--library/--experts`, as the
-LoRALib benchmark ran it) there is one expert per library LoRA, initialised from its A/B on the FFN
-linears, with its own scaling.
+task names to labels; unlisted tasks are type 0, and so is every sample of a batch that carries no
+`task_types` at all (e.g. one from a user's own `transformers.Trainer`). With library experts
+(`--library/--experts`, as the LoRALib benchmark ran it) there is one expert per library LoRA,
+initialised from its A/B on the FFN linears, with its own scaling.
 
-Deviations from the official code: padding tokens are masked out of the LBC statistics; the layer
-works on any architecture's FFN linears, not only LLaMA's gate/up/down.
+Deviations from the official code: the LBC statistic Q is each sample's mean gate over its real
+tokens (the official sum over all positions includes padding, and with masked padding a sum would
+measure the spread of sample lengths; see `loralab.moe.losses`); the official code skips the LBC when
+a batch has no task types, here such a batch is all type 0; the layer works on any architecture's FFN
+linears, not only LLaMA's gate/up/down.
 """
 
 from __future__ import annotations
@@ -74,10 +78,20 @@ class LoRAMoEConfig(MethodConfig):
 
 
 def lbc_aux_loss(moe: MoEModel) -> torch.Tensor | None:
+    """beta * the LBC summed over every wrapped linear, in training; None when off or nothing was routed.
+
+    A batch without `task_types` (a user's own `transformers.Trainer` and collator) is all type 0, the
+    label loralab's own training path gives unlisted tasks; so both paths optimise the same objective
+    instead of the constraint silently vanishing on one of them.
+    """
     cfg, state = moe.method_config, moe.state
-    if not moe.training or cfg.lbc_beta == 0 or state.task_types is None or not state.records:
+    if not moe.training or cfg.lbc_beta == 0 or not state.records:
         return None
-    total = sum(localized_balancing_loss(r.weights, state.task_types, cfg.lbc_delta, state.attention_mask)
+    task_types = state.task_types
+    if task_types is None:
+        first = state.records[0].weights
+        task_types = torch.zeros(first.shape[0], dtype=torch.long, device=first.device)
+    total = sum(localized_balancing_loss(r.weights, task_types, cfg.lbc_delta, state.attention_mask)
                 for r in state.records)
     return cfg.lbc_beta * total
 

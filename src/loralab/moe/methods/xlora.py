@@ -5,8 +5,10 @@ Frozen library LoRAs are the experts on every module any of them targets. Per fo
 1. Scaling pass: the model runs with every expert weighted by `scaling_pass_value` (0: the plain base
    model), without gradients, and the classifier reads its last hidden state at every token.
 2. The classifier (depth 1: Linear(hidden -> E, or E*L when `layerwise`); deeper: Linear+ReLU+Dropout
-   blocks of width `size`) gives logits; `softmax(logits / temperature)`; optionally top-k per module
-   (no renormalisation unless `softmax_topk`, which re-softmaxes the kept logits per token); times
+   blocks of width `size`) gives logits; `softmax(logits / temperature)` (when `enable_softmax`);
+   optionally top-k per module (the others zeroed, no renormalisation); with `softmax_topk`, a softmax
+   per token over the kept scalings, i.e. over the probabilities when `enable_softmax` is on too, not
+   over the logits (PEFT's `get_maybe_topk_scalings`; without top-k, over all of them); times
    `global_scaling_weight`.
 3. The real pass uses those scalings: h_l = W0 x + sum_i lambda[b, t, l, i] * s_i * B_i A_i dropout(x).
 
@@ -18,6 +20,7 @@ a token's scalings depend only on it and the tokens before it; PEFT instead disa
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +35,7 @@ from loralab.moe.registry import MethodSpec, register_method
 from loralab.moe.routers import ScalingsRouter, topk_gates
 from loralab.moe.state import RoutingState
 
+logger = logging.getLogger(__name__)
 KEY = "xlora"
 
 
@@ -45,7 +49,8 @@ class XLoRAConfig(MethodConfig):
         dropout_p: Dropout between classifier blocks (xlora_dropout_p).
         layerwise: One set of scalings per wrapped module (layerwise_scalings).
         enable_softmax: Softmax over experts (True).
-        softmax_topk: Softmax over the kept top-k logits per token (enable_softmax_topk).
+        softmax_topk: Softmax per token over the kept top-k scalings (enable_softmax_topk); with
+            `enable_softmax` also on, over the kept probabilities (a second softmax, as in PEFT).
         top_k: Keep the k largest scalings per module and token (top_k_lora; None: all).
         temperature: Softmax temperature (softmax_temperature).
         scaling_pass_value: Expert weight in the scaling pass (0: base model; None: 1/E).
@@ -107,15 +112,16 @@ class XLoRAClassifier(nn.Module):
 
 
 def scalings_from_logits(logits: torch.Tensor, cfg: XLoRAConfig) -> torch.Tensor:
-    """(B, T, L, E) logits -> scalings: softmax / temperature, top-k per module, global weight."""
+    """(B, T, L, E) logits -> scalings: softmax / temperature, top-k per module, softmax over the kept
+    ones, global weight; step for step as PEFT's classifier and `XLoraLayer.get_maybe_topk_scalings`."""
     weights = torch.softmax(logits / cfg.temperature, dim=-1) if cfg.enable_softmax else logits
     if cfg.top_k is not None:
-        if cfg.softmax_topk:
-            index = logits.topk(cfg.top_k, dim=-1).indices
-            kept = torch.full_like(logits, float("-inf")).scatter(-1, index, logits.gather(-1, index))
-            weights = torch.softmax(kept, dim=-1)
-        else:
-            weights = topk_gates(weights, cfg.top_k, renormalize=False)
+        weights = topk_gates(weights, cfg.top_k, renormalize=False)
+    if cfg.softmax_topk:
+        # PEFT re-softmaxes the values left after top-k (the probabilities when enable_softmax is on, not the
+        # logits, so the result is flatter) and tells the kept entries by their being non-zero
+        kept = weights != 0
+        weights = torch.softmax(weights.masked_fill(~kept, float("-inf")), dim=-1).masked_fill(~kept, 0.0)
     return weights * cfg.global_scaling_weight
 
 
@@ -142,7 +148,7 @@ class _ScalingPass:
             keep["input_ids"] = args[0]
         cache = self._scaling_cache(module, kwargs, b)
         if cache is not None:
-            keep["past_key_values"] = cache
+            keep[_cache_kwarg(module)] = cache
         record, state.record, self.active = state.record, False, True
         try:
             with torch.no_grad():
@@ -153,7 +159,6 @@ class _ScalingPass:
         state.extras[KEY] = (scalings_from_logits(logits, cfg), logits)
         return None
 
-
     def _scaling_cache(self, module, kwargs, batch_size: int):
         """The scaling pass's own KV cache, kept in step with the main one (None when no cache is used).
 
@@ -161,7 +166,10 @@ class _ScalingPass:
         when the main cache was (sharing one prompt across several continuations, as the multiple-choice
         scorer does). A cache that does not match the main one's length is an error, not a silent mix.
         """
-        past = kwargs.get("past_key_values")
+        # recent transformers (5.x) name the cache `cache`, and generate() passes it so; older ones and direct
+        # callers (loralab's scorer) use `past_key_values`. Missing it would restart the scaling pass's cache at
+        # every decoding step, so each new token would get scalings computed without its context
+        past = next((kwargs[k] for k in CACHE_KWARGS if kwargs.get(k) is not None), None)
         past_len = past.get_seq_length() if past is not None and hasattr(past, "get_seq_length") else 0
         if past_len == 0:
             self.cache = _new_cache(module) if (past is not None or kwargs.get("use_cache")) else None
@@ -175,6 +183,16 @@ class _ScalingPass:
                 raise RuntimeError(f"X-LoRA: cannot expand a scaling cache of batch {cached} to {batch_size}")
             self.cache.batch_repeat_interleave(batch_size // cached)
         return self.cache
+
+
+CACHE_KWARGS = ("cache", "past_key_values")
+
+
+def _cache_kwarg(model) -> str:
+    """The name this model's forward takes its KV cache under (`cache` in recent transformers)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _cache_batch(cache) -> int | None:
@@ -201,6 +219,9 @@ def build(model, cfg: XLoRAConfig, experts, tasks) -> MoEModel:
         raise UserInputError("xlora needs library LoRAs as experts: pass --library and --experts")
     if cfg.top_k is not None and cfg.top_k > cfg.num_experts:
         raise ConfigError(f"top_k={cfg.top_k} is more than the {cfg.num_experts} experts")
+    if experts and cfg.softmax_topk and cfg.enable_softmax:  # once per new model, not on every checkpoint load
+        logger.warning("xlora: softmax_topk and enable_softmax are both on: the kept scalings are a softmax of "
+                       "probabilities (in [0, 1]), so no two differ by more than a factor e (PEFT warns likewise)")
     state = RoutingState()
     names = list(cfg.modules)
     index = {n: i for i, n in enumerate(names)}
