@@ -7,6 +7,10 @@ likelihood. Listing them puts a 135M model at chance on social_iqa (acc 0.329 on
 chance 0.333) and cloze does not (see README). `bigbench:<task>` or the path to a `task.json` reads a
 task exactly as BIG-bench renders it.
 
+Primary metrics: `acc` for multiple choice; `exact_match` for generation, which for the BIG-bench
+tasks is BIG-bench's postprocessed output compared with whitespace stripped. BIG-bench's own
+unstripped `exact_str_match` is reported beside it (see `loralab.eval.metrics`).
+
 Domain tags (commonsense, math, logic, nli, sentiment, knowledge, language, reading) feed the manual
 (task-relevance) LoRA selection. Task data comes from `loralab.data.sources` (a data directory, or
 the PyPI packages downloaded once into the cache).

@@ -11,10 +11,19 @@ from typing import Any
 
 import torch
 
+from loralab.data.bigbench import BigBenchRule, BigBenchTask, bigbench_rule
 from loralab.data.schema import Example, Task
-from loralab.eval.generate import generate_greedy
+from loralab.eval.generate import generate_bigbench, generate_greedy
 from loralab.eval.loglik import LoglikScorer
-from loralab.eval.metrics import aggregate, exact_match, extract_answer, mc_predictions, mc_scores
+from loralab.eval.metrics import (
+    aggregate,
+    bigbench_postprocess,
+    exact_match,
+    exact_str_match,
+    extract_answer,
+    mc_predictions,
+    mc_scores,
+)
 from loralab.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -44,7 +53,8 @@ def evaluate(
     """Score `model` on the first `limit` examples (by id) of `task`'s `split`.
 
     Multiple choice gives `acc`, `acc_norm` and `acc_ppl` in one pass; generation gives `exact_match`
-    (and `exact_match_strict` when the task defines a strict extraction). Every metric comes with
+    (and `exact_match_strict` when the task defines a strict extraction; BIG-bench tasks add BIG-bench's
+    unstripped `exact_str_match` and are postprocessed as BIG-bench does). Every metric comes with
     `<metric>_stderr`. `batch_size`: questions per forward pass (multiple choice: their prompts in one pass,
     then all their choices in one more) or prompts per generation batch.
     """
@@ -78,21 +88,50 @@ def _eval_mc(model, tokenizer, examples: Sequence[Example], prompts: Sequence[st
 def _eval_generation(model, tokenizer, task: Task, examples: Sequence[Example], prompts: Sequence[str],
                      batch_size: int, progress: bool):
     spec = task.generation
-    per_example, samples = [], []
+    # Each example's own rule (a union's subtasks differ), checked before any generation.
+    rules = [bigbench_rule(task, ex) for ex in examples]
+    with_str_match = isinstance(task, BigBenchTask) or any(rule is not None for rule in rules)
+    per_example: list[dict[str, float] | None] = [None] * len(examples)
+    samples: list[dict[str, Any] | None] = [None] * len(examples)
+    # BIG-bench rows decode with per-row stop strings and GenerationSpec rows with the task's, so the
+    # two never share a batch; within each group the order (by id) is kept.
+    groups = [[i for i, r in enumerate(rules) if r is not None], [i for i, r in enumerate(rules) if r is None]]
     with progress_bar(len(examples), "generating", progress) as advance:
-        for start in range(0, len(examples), batch_size):
-            batch = examples[start:start + batch_size]
-            outputs = generate_greedy(model, tokenizer, prompts[start:start + batch_size], spec)
-            for ex, text in zip(batch, outputs):
-                answer = extract_answer(text, spec.answer_regex, spec.answer_pick)
-                scores = {"exact_match": exact_match(answer, ex.targets, spec.normalize)}
-                if spec.strict_regex is not None:
-                    strict = extract_answer(text, spec.strict_regex, "first")
-                    scores["exact_match_strict"] = exact_match(strict, ex.targets, spec.normalize)
-                per_example.append(scores)
-                samples.append({"id": ex.id, "targets": list(ex.targets), "output": text, "answer": answer, **scores})
-            advance(len(batch))
-    return per_example, samples
+        for group in groups:
+            for start in range(0, len(group), batch_size):
+                rows = group[start:start + batch_size]
+                batch_prompts = [prompts[i] for i in rows]
+                if rules[rows[0]] is not None:
+                    stops = [rules[i].stop_string for i in rows]  # type: ignore[union-attr]
+                    outputs = generate_bigbench(model, tokenizer, batch_prompts, stops, spec.max_new_tokens)
+                else:
+                    outputs = generate_greedy(model, tokenizer, batch_prompts, spec)
+                for i, text in zip(rows, outputs):
+                    scores, answer = _score_generation(task, examples[i], rules[i], text, with_str_match)
+                    per_example[i] = scores
+                    samples[i] = {"id": examples[i].id, "targets": list(examples[i].targets), "output": text,
+                                  "answer": answer, **scores}
+                advance(len(rows))
+    # Every row was filled by its group; the comprehensions only narrow the type.
+    return [p for p in per_example if p is not None], [r for r in samples if r is not None]
+
+
+def _score_generation(task: Task, ex: Example, rule: BigBenchRule | None, text: str,
+                      with_str_match: bool) -> tuple[dict[str, float], str]:
+    """Per-example generation metrics and the extracted answer."""
+    spec = task.generation
+    if rule is not None:
+        answer = bigbench_postprocess(text, rule.stop_string, rule.output_regex)
+        scores = {"exact_match": exact_match(answer, ex.targets, "strip")}
+    else:
+        answer = extract_answer(text, spec.answer_regex, spec.answer_pick)
+        scores = {"exact_match": exact_match(answer, ex.targets, spec.normalize)}
+    if with_str_match:
+        scores["exact_str_match"] = exact_str_match(answer, ex.targets)
+    if spec.strict_regex is not None:
+        strict = extract_answer(text, spec.strict_regex, "first")
+        scores["exact_match_strict"] = exact_match(strict, ex.targets, spec.normalize)
+    return scores, answer
 
 
 def result_record(

@@ -8,8 +8,16 @@ Ties go to the first choice, as `numpy.argmax` does. An example with several cor
 correct when the prediction is any of them.
 
 Generation:
-    exact_match         extracted answer equals any target after normalisation
-    exact_match_strict  same with the task's strict extraction (GSM8K "#### N"), when it has one
+    exact_match         extracted answer equals any target after normalisation (whitespace stripped on
+                        both sides; GSM8K also drops `$`, `,` and a trailing `.`); the primary metric
+    exact_str_match     BIG-bench's own `exact_str_match`: the postprocessed output is one of the
+                        targets exactly, nothing stripped (reported for BIG-bench tasks)
+    exact_match_strict  same as exact_match with the task's strict extraction (GSM8K "#### N"), when it has one
+
+BIG-bench postprocessing (`bigbench_postprocess`, BIG-bench 1.0.0 `postprocess_output`): keep the text
+up to and including the first `stop_string`, unless that string starts the text (then nothing is
+cut), then take the first match of `output_regex` ("" if none). Other tasks cut *before* the earliest
+stop string (`cut_at_stop`) and extract with the task's `GenerationSpec`.
 """
 
 from __future__ import annotations
@@ -54,6 +62,18 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
+def bigbench_postprocess(text: str, stop_string: str | None, output_regex: str | None) -> str:
+    """BIG-bench's postprocessing of a generated text: keep through the first stop string unless it is at
+    index 0, then the first regex match ("" when there is none)."""
+    if stop_string:
+        i = text.find(stop_string)
+        if i > 0:
+            text = text[: i + len(stop_string)]
+    if output_regex:
+        text = extract_answer(text, output_regex, "first")
+    return text
+
+
 def extract_answer(text: str, regex: str | None, pick: str = "first") -> str:
     """The first (or last) regex match in `text`; with groups, the first non-empty group. "" if none."""
     if regex is None:
@@ -78,6 +98,11 @@ def normalize(text: str, mode: str = "strip") -> str:
 def exact_match(prediction: str, targets: Sequence[str], mode: str = "strip") -> float:
     pred = normalize(prediction, mode)
     return float(any(pred == normalize(t, mode) for t in targets))
+
+
+def exact_str_match(prediction: str, targets: Sequence[str]) -> float:
+    """BIG-bench `exact_str_match`: 1.0 when `prediction` is one of `targets` exactly (no stripping)."""
+    return float(prediction in targets)
 
 
 def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
