@@ -19,6 +19,7 @@ from typing import Any
 from loralab.data import Task, example_record, load_task, write_jsonl
 from loralab.eval.evaluator import Timer, evaluate, result_record
 from loralab.models import LoadedModel, load_model
+from loralab.models.loading import check_device
 from loralab.utils.io import atomic_write_json, check_output_path
 
 logger = logging.getLogger(__name__)
@@ -38,16 +39,21 @@ def run_eval(
     log_samples: bool = False,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    allow_base_mismatch: bool = False,
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a model (optionally with a PEFT adapter) on a task split; return (and write) the result record.
 
-    The task and split are checked before the model loads, and `out` is written atomically only when
-    the evaluation finished, so a bad input or an interruption never leaves a partial result.
+    The device, task and split are checked before the model loads, and `out` is written atomically only
+    when the evaluation finished, so a bad input or an interruption never leaves a partial result. An
+    adapter is checked as `attach_adapter` does (hashes, finite weights, base model, shapes);
+    `allow_base_mismatch` lets one recorded for another base model be tried on this one.
     """
     if out is not None:
         check_output_path(out, kind="file")
+    if not isinstance(model, LoadedModel):
+        check_device(device)  # a device that does not exist here fails before any data or model loads
     task_obj = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
     task_obj.split(split, limit)  # fail on an empty split before loading any model
     if num_fewshot < 0:
@@ -60,7 +66,7 @@ def run_eval(
     if adapter is not None:
         from loralab.adapters import attach_adapter
 
-        net = attach_adapter(net, adapter, allow_pickle=allow_pickle)
+        net = attach_adapter(net, adapter, allow_pickle=allow_pickle, allow_base_mismatch=allow_base_mismatch)
     routing = _routing_context(net, task_obj)
     with Timer() as timer, routing:
         output = evaluate(net, lm.tokenizer, task_obj, split=split, limit=limit, num_fewshot=num_fewshot,

@@ -62,6 +62,10 @@ class AdapterError(UserInputError):
     """An adapter directory that is missing files, unsafe to load, or does not fit the base model."""
 
 
+class NonFiniteScoreError(UserInputError):
+    """The model scored a continuation as NaN or infinite: broken weights (or a dtype that overflows), not a result."""
+
+
 class TrainingDivergedError(LoralabError):
     """Training produced a NaN or infinite loss (or weights); nothing from the diverged run was saved.
 

@@ -10,31 +10,23 @@ LoRA, PEFT merges) and for plain PEFT adapters, including library entries.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from loralab.errors import AdapterError, UserInputError
+from loralab.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 MERGE_FILE = "loralab_merge.json"
-_META_FILES = ("loralab_method.json", "loralab_train.json", "loralab.json")
 
 
 def adapter_model_name(adapter: str | os.PathLike[str]) -> str | None:
     """The base model an adapter was trained on, from its loralab metadata (None if it has none)."""
-    for name in _META_FILES:
-        path = Path(adapter) / name
-        if path.is_file():
-            try:
-                meta = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise AdapterError(f"{path}: unreadable metadata ({exc})") from None
-            if isinstance(meta, dict) and isinstance(meta.get("model"), str):
-                return meta["model"]
-    return None
+    from loralab.adapters import recorded_base_model
+
+    recorded = recorded_base_model(adapter)
+    return recorded.name if recorded is not None else None
 
 
 def merge_adapter(
@@ -46,6 +38,7 @@ def merge_adapter(
     nearest_examples: int = 0,
     data_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    allow_base_mismatch: bool = False,
 ) -> dict[str, Any]:
     """Merge `adapter` (for `task` when the method routes by task) into its base model; write it to `out`.
 
@@ -56,23 +49,29 @@ def merge_adapter(
             `nearest_examples` > 0: MoRE then picks the nearest training task from that many train examples.
         model: The base model; default: the one recorded in the adapter's metadata.
         nearest_examples: See `task`.
+        allow_base_mismatch: Merge into `model` even though the adapter records another base model (module
+            names and shapes must still fit).
 
     Returns the provenance record also written to `out/loralab_merge.json`.
     """
+    from loralab.adapters import attach_adapter
+    from loralab.errors import AdapterError
     from loralab.models import load_model
+    from loralab.models.loading import check_device
     from loralab.moe.model import MoEModel
-    from loralab.utils.io import atomic_dir, check_output_path
+    from loralab.utils.io import atomic_dir, check_output_path, dumps_json
 
     out = check_output_path(out, kind="dir")
     if out.exists():
         raise UserInputError(f"--out {str(out)!r} already exists; choose a new folder")
+    check_device(device)  # before the model loads
+    if not Path(adapter).is_dir():
+        raise AdapterError(f"adapter directory does not exist: {adapter}")
     model = model or adapter_model_name(adapter)
     if model is None:
         raise UserInputError(f"{adapter}: no loralab metadata names the base model; pass --model")
     lm = load_model(model, device=device)
-    from loralab.adapters import attach_adapter
-
-    net = attach_adapter(lm.model, adapter)
+    net = attach_adapter(lm.model, adapter, allow_base_mismatch=allow_base_mismatch)
     record: dict[str, Any] = {"adapter": str(adapter), "model": model, "task": task}
     if isinstance(net, MoEModel):
         merge_task = _resolve_task(net, lm, task, nearest_examples, data_dir, record)
@@ -84,7 +83,7 @@ def merge_adapter(
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         lm.tokenizer.save_pretrained(tmp)
-        (tmp / MERGE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (tmp / MERGE_FILE).write_text(dumps_json(record, indent=2) + "\n", encoding="utf-8")
     logger.info("merged %s into %s -> %s", adapter, model, out)
     return record
 

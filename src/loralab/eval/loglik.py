@@ -19,11 +19,14 @@ question at a time.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from loralab.errors import NonFiniteScoreError
 
 
 @dataclass
@@ -89,10 +92,10 @@ class LoglikScorer:
         ctx = pairs[0][0]
         conts = [cont for _, cont in pairs]
         if any(p[0] != ctx for p in pairs):
-            return self._score_separately(pairs)
+            return _finite(self._score_separately(pairs), context, choices)
         budget = self.max_length - max(len(c) for c in conts) + 1
         ctx = ctx[-max(budget, 1):]
-        return self._score_shared(ctx, conts)
+        return _finite(self._score_shared(ctx, conts), context, choices)
 
     @torch.inference_mode()
     def score_many(self, items: Sequence[tuple[str, Sequence[str]]], batch_size: int = 8) -> list[ChoiceScores]:
@@ -115,6 +118,8 @@ class LoglikScorer:
         if batch_size <= 1 or not self.batchable:
             for i, ctx, conts in shared:
                 results[i] = self._score_shared(ctx, conts)
+            for (context, choices), scores in zip(items, results):
+                _finite(scores, context, choices)
             return results  # type: ignore[return-value]
         # same number of choices per batch; then longest choice, then prompt length: less padding on both passes
         shared.sort(key=lambda q: (len(q[2]), -max(len(c) for c in q[2]), -len(q[1])))
@@ -131,6 +136,8 @@ class LoglikScorer:
             for (i, _, _), s in zip(chunk, scores):
                 results[i] = s
             start = end
+        for (context, choices), scores in zip(items, results):
+            _finite(scores, context, choices)
         return results  # type: ignore[return-value]
 
     def _score_batch(self, ctxs: list[list[int]], conts_list: list[list[list[int]]]) -> list[ChoiceScores]:
@@ -235,6 +242,19 @@ class LoglikScorer:
         scores.is_greedy.append(bool((logp.argmax(-1) == target).all().item()))
         scores.mean_nlls.append((ctx_nll - loglik) / (n_ctx - 1 + len(cont)))
         scores.n_tokens.append(len(cont))
+
+
+def _finite(scores: ChoiceScores, context: str, choices: Sequence[str]) -> ChoiceScores:
+    """`scores`, unless a log-likelihood is NaN or infinite: then the model is broken, and a metric from it
+    is not a result (NaN compares false, so argmax would pick the first choice and report its accuracy)."""
+    for choice, loglik, nll in zip(choices, scores.logliks, scores.mean_nlls):
+        if not (math.isfinite(loglik) and math.isfinite(nll)):
+            bad = loglik if not math.isfinite(loglik) else nll
+            raise NonFiniteScoreError(
+                f"the model scored choice {choice[:40]!r} of prompt {context[-60:]!r} as {bad} (not a finite "
+                "log-likelihood): its weights or an adapter hold NaN/inf, or the dtype overflows; "
+                "no result is reported")
+    return scores
 
 
 def _accepts_position_ids(model: torch.nn.Module) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -23,46 +22,69 @@ logger = logging.getLogger(__name__)
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which>A|B)(?:\.[^.]+)?\.weight$")
 
 
-def read_adapter(adapter_dir: Path, *, allow_pickle: bool = False) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The adapter's config and weights; a pickle `.bin` only with `allow_pickle` (it can run code)."""
-    from safetensors.torch import load_file
+def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    """The adapter's `adapter_config.json` as a mapping (one `AdapterError` for a missing or malformed file)."""
+    from loralab.adapters import read_artifact_json
 
     if not adapter_dir.is_dir():
         raise AdapterError(f"adapter directory does not exist: {adapter_dir}")
     config_file = adapter_dir / "adapter_config.json"
     if not config_file.is_file():
         raise AdapterError(f"{adapter_dir}: no adapter_config.json (not a PEFT adapter)")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"{config_file}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or config.get("peft_type") != "LORA":
-        raise AdapterError(f"{config_file}: peft_type must be 'LORA', got {config.get('peft_type')!r}")
+    config = read_artifact_json(config_file, "adapter config")
+    if not isinstance(config, dict):
+        raise AdapterError(f"{config_file}: must be a JSON object, got {type(config).__name__}")
+    return config
+
+
+def read_adapter_weights(adapter_dir: Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """The adapter's tensors: a complete safetensors file (a pickle `.bin` only with `allow_pickle`), all finite."""
+    from loralab.adapters import check_finite, load_safetensors
+
     safetensors_file = adapter_dir / "adapter_model.safetensors"
     bin_file = adapter_dir / "adapter_model.bin"
     if safetensors_file.is_file():
-        try:
-            return config, load_file(str(safetensors_file))
-        except Exception as exc:  # safetensors raises its own error types for corrupt files
-            raise AdapterError(f"{safetensors_file}: unreadable safetensors file ({exc})") from None
-    if not bin_file.is_file():
+        weights = load_safetensors(safetensors_file)
+    elif not bin_file.is_file():
         raise AdapterError(f"{adapter_dir}: no adapter_model.safetensors")
-    if not allow_pickle:
+    elif not allow_pickle:
         raise AdapterError(f"{adapter_dir}: only adapter_model.bin (a pickle) is present; loading it can run code. "
-                           "Pass --allow-pickle if you trust it (it is converted to safetensors on import)")
-    logger.warning("loading pickled adapter weights from %s (allow_pickle)", bin_file)
-    return config, torch.load(bin_file, map_location="cpu", weights_only=True)
+                           "Convert it to safetensors, or pass --allow-pickle if you trust it (library add stores "
+                           "it as safetensors)")
+    else:
+        logger.warning("loading pickled adapter weights from %s (allow_pickle)", bin_file)
+        try:
+            weights = torch.load(bin_file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - garbage, a cut-off zip, a non-tensor payload: each its own type
+            raise AdapterError(f"{bin_file}: unreadable pickle ({_first_line(exc)})") from None
+        if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                    for k, v in weights.items()):
+            raise AdapterError(f"{bin_file}: not a mapping of tensor names to tensors")
+    check_finite(weights, adapter_dir)
+    return weights
+
+
+def read_adapter(adapter_dir: Path, *, allow_pickle: bool = False) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The LoRA adapter's config and weights; a pickle `.bin` only with `allow_pickle` (it can run code)."""
+    config = read_adapter_config(adapter_dir)
+    if config.get("peft_type") != "LORA":
+        raise AdapterError(f"{adapter_dir / 'adapter_config.json'}: peft_type must be 'LORA', "
+                           f"got {config.get('peft_type')!r}")
+    return config, read_adapter_weights(adapter_dir, allow_pickle=allow_pickle)
 
 
 def check_adapter_fits(model: torch.nn.Module, config: dict[str, Any], weights: dict[str, torch.Tensor],
                        where: Path) -> None:
-    """Every LoRA matrix must sit on a linear layer of `model` with matching shapes and the config's rank."""
+    """Every LoRA matrix must sit on a linear layer of `model` with matching shapes and the config's rank, and
+    every adapted module must have both its A and its B (PEFT would leave a missing one at its initialisation)."""
     modules = dict(model.named_modules())
     rank = config.get("r")
-    if not isinstance(rank, int) or rank < 1:
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise AdapterError(f"{where}: adapter_config.json 'r' must be a positive integer, got {rank!r}")
     if not weights:
         raise AdapterError(f"{where}: the adapter holds no weights")
+    unfit = "adapter does not fit the base model"
+    halves: dict[str, set[str]] = {}
     for key, tensor in weights.items():
         match = _LORA_KEY.match(key)
         if match is None:
@@ -70,11 +92,24 @@ def check_adapter_fits(model: torch.nn.Module, config: dict[str, Any], weights: 
         name = match["module"]
         module = modules.get(name)
         if module is None:
-            raise AdapterError(f"{where}: weight {key!r} targets {name!r}, which the base model does not have")
+            raise AdapterError(f"{where}: {unfit}: weight {key!r} targets {name!r}, which the base model does not "
+                               "have")
         in_f, out_f = _linear_shape(module, name, where)
         want = (rank, in_f) if match["which"] == "A" else (out_f, rank)
         if tuple(tensor.shape) != want:
-            raise AdapterError(f"{where}: {key} has shape {tuple(tensor.shape)}, the base model needs {want} (rank {rank})")
+            raise AdapterError(f"{where}: {unfit}: {key} has shape {tuple(tensor.shape)}, the base model needs {want} "
+                               f"(rank {rank})")
+        halves.setdefault(name, set()).add(match["which"])
+    for name, have in sorted(halves.items()):
+        if have != {"A", "B"}:
+            lacking = "lora_B" if "A" in have else "lora_A"
+            raise AdapterError(f"{where}: the adapter is missing {lacking} of {name} (it has only "
+                               f"{'lora_A' if 'A' in have else 'lora_B'})")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _linear_shape(module: torch.nn.Module, name: str, where: Path) -> tuple[int, int]:
@@ -93,15 +128,26 @@ def import_adapter(
     *,
     model: str | LoadedModel | None = None,
     allow_pickle: bool = False,
+    allow_base_mismatch: bool = False,
     eval_split: str = "test",
     eval_limit: int | None = 0,
     data_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
 ) -> AdapterEntry:
-    """Check `adapter` against the base model and copy it into the library as the adapter of `task`."""
+    """Check `adapter` against the base model and copy it into the library as the adapter of `task`.
+
+    The checks are `attach_adapter`'s (readable, finite weights; recorded hashes and base model when the
+    adapter carries loralab metadata; every LoRA matrix on a linear of the base model with the right shape;
+    no tensor missing or extra), so an adapter that `loralab eval --adapter` would refuse is never added.
+    """
     from safetensors.torch import save_file
 
+    from loralab.adapters import attach_adapter
+    from loralab.models.loading import check_device
+
     check_output_path(library, kind="dir", option="library")
+    if not isinstance(model, LoadedModel):
+        check_device(device)  # a device that does not exist here fails before anything is read
     lib = Library(library)
     adapter_dir = Path(adapter)
     config, weights = read_adapter(adapter_dir, allow_pickle=allow_pickle)
@@ -112,15 +158,16 @@ def import_adapter(
     if lib.has(slug, task_obj.name):
         raise UserInputError(f"library {lib.root} already has an adapter for task {task_obj.name!r} and model {slug!r}")
     lm = model if isinstance(model, LoadedModel) else load_model(model_name, device=device)
-    check_adapter_fits(lm.model, config, weights, adapter_dir)
+    # every check of the eval path (check_adapter_fits among them), on a copy of the model's structure: lm.model
+    # is left as it is
+    peft_model = attach_adapter(lm.model, adapter_dir, allow_pickle=allow_pickle,
+                                allow_base_mismatch=allow_base_mismatch)
     metrics: dict[str, Any] = {}
     if eval_limit != 0:
-        from loralab.adapters import attach_adapter
         from loralab.library.build import _evaluate
 
-        peft_model = attach_adapter(lm.model, adapter_dir, allow_pickle=allow_pickle)
         metrics["eval"] = _evaluate(peft_model, lm.tokenizer, task_obj, eval_split, eval_limit, True, True)
-        lm.model = peft_model.unload()
+    del peft_model
     entry = AdapterEntry(task=task_obj.name, model=lm.name, model_slug=slug, domain=task_obj.domain, origin="imported",
                          model_source=lm.source, model_revision=lm.revision,
                          hparams={"rank": config.get("r"), "alpha": config.get("lora_alpha"),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from loralab.errors import AdapterError, UserInputError
-from loralab.utils.io import atomic_write_json
+from loralab.utils.io import atomic_write_json, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +54,7 @@ def model_slug(model: str) -> str:
 
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, as hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -146,29 +146,7 @@ class Library:
 
     def verify(self, entry: AdapterEntry) -> None:
         """Check every recorded file hash, so a tampered or truncated adapter is never used."""
-        if entry.path is None:
-            raise AdapterError(f"library entry for task {entry.task!r} has no folder")
-        files = entry.files
-        if not isinstance(files, dict) or not files:
-            raise AdapterError(f"{entry.path / ENTRY_FILE}: 'files' must map file names to SHA-256 hashes, "
-                               f"got {files!r}")
-        for name, expected in files.items():
-            if not isinstance(name, str) or not _FILE_NAME.match(name) or name == ENTRY_FILE:
-                raise AdapterError(f"{entry.path / ENTRY_FILE}: 'files' lists {name!r}, which is not a file name "
-                                   "inside the adapter folder")
-            if not isinstance(expected, str) or not _SHA256.match(expected):
-                raise AdapterError(f"{entry.path / ENTRY_FILE}: the hash of {name} must be 64 hex digits, "
-                                   f"got {expected!r}")
-            path = entry.path / name
-            if not path.is_file():
-                raise AdapterError(f"{entry.path}: file {name} listed in {ENTRY_FILE} is missing")
-            if sha256_file(path) != expected:
-                raise AdapterError(f"{entry.path}: {name} does not match its recorded SHA-256 (modified or corrupt)")
-        unlisted = sorted(p.name for p in entry.path.iterdir() if p.is_file() and p.name not in files
-                          and p.name != ENTRY_FILE and not p.name.startswith("."))
-        if unlisted:
-            raise AdapterError(f"{entry.path}: {', '.join(unlisted)} not recorded in {ENTRY_FILE} (added after the "
-                               "adapter was written); remove it or re-add the adapter")
+        verify_entry(entry)
 
     def write_entry(self, adapter_dir: Path, entry: AdapterEntry) -> None:
         """Record file hashes and write `loralab.json` into a (temporary) adapter directory."""
@@ -184,16 +162,56 @@ class Library:
         atomic_write_json(self.root / MANIFEST_FILE, {"format": FORMAT, "adapters": adapters})
 
     def _read_entry(self, entry_file: Path) -> AdapterEntry:
-        try:
-            data = json.loads(entry_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise AdapterError(f"{entry_file}: unreadable library entry ({exc})") from None
-        if not isinstance(data, dict) or "task" not in data or "model" not in data:
-            raise AdapterError(f"{entry_file}: not a loralab library entry (needs 'task' and 'model')")
-        for key in ("task", "model"):
-            if not isinstance(data[key], str):
-                raise AdapterError(f"{entry_file}: {key!r} must be a string, got {data[key]!r}")
-        for key in ("hparams", "metrics", "versions", "files"):
-            if not isinstance(data.get(key, {}), dict):
-                raise AdapterError(f"{entry_file}: {key!r} must be a JSON object, got {data[key]!r}")
-        return AdapterEntry.from_dict(data, entry_file.parent)
+        return read_entry(entry_file)
+
+
+def read_entry(entry_file: Path) -> AdapterEntry:
+    """The library entry in `entry_file` (a `loralab.json`), checked for the fields loralab relies on."""
+    try:
+        data = read_json(entry_file, what="library entry")
+    except UserInputError as exc:  # missing, unreadable, not JSON, NaN, nested too deeply: one line
+        raise AdapterError(f"{entry_file}: unreadable library entry ({_reason(exc, 'library entry', entry_file)})") \
+            from None
+    if not isinstance(data, dict) or "task" not in data or "model" not in data:
+        raise AdapterError(f"{entry_file}: not a loralab library entry (needs 'task' and 'model')")
+    for key in ("task", "model"):
+        if not isinstance(data[key], str):
+            raise AdapterError(f"{entry_file}: {key!r} must be a string, got {data[key]!r}")
+    for key in ("hparams", "metrics", "versions", "files"):
+        if not isinstance(data.get(key, {}), dict):
+            raise AdapterError(f"{entry_file}: {key!r} must be a JSON object, got {data[key]!r}")
+    return AdapterEntry.from_dict(data, entry_file.parent)
+
+
+def _reason(exc: UserInputError, what: str, path: Path) -> str:
+    """`read_json`'s message without its "<what> '<path>'" lead (the caller names the file itself)."""
+    message, lead = str(exc), f"{what} {str(path)!r}"
+    return message[len(lead):].lstrip(": ") if message.startswith(lead) else message
+
+
+def verify_files(folder: Path, files: Any, record: Path) -> None:
+    """Every file named in `files` (name -> SHA-256, as recorded in `record`) exists in `folder` and matches."""
+    if not isinstance(files, dict) or not files:
+        raise AdapterError(f"{record}: 'files' must map file names to SHA-256 hashes, got {files!r}")
+    for name, expected in files.items():
+        if not isinstance(name, str) or not _FILE_NAME.match(name) or name == record.name:
+            raise AdapterError(f"{record}: 'files' lists {name!r}, which is not a file name inside the adapter folder")
+        if not isinstance(expected, str) or not _SHA256.match(expected):
+            raise AdapterError(f"{record}: the hash of {name} must be 64 hex digits, got {expected!r}")
+        path = folder / name
+        if not path.is_file():
+            raise AdapterError(f"{folder}: file {name} listed in {record.name} is missing")
+        if sha256_file(path) != expected:
+            raise AdapterError(f"{folder}: {name} does not match its recorded SHA-256 (modified or corrupt)")
+
+
+def verify_entry(entry: AdapterEntry) -> None:
+    """A library entry's files match their recorded hashes, and no file was added beside them."""
+    if entry.path is None:
+        raise AdapterError(f"library entry for task {entry.task!r} has no folder")
+    verify_files(entry.path, entry.files, entry.path / ENTRY_FILE)
+    unlisted = sorted(p.name for p in entry.path.iterdir() if p.is_file() and p.name not in entry.files
+                      and p.name != ENTRY_FILE and not p.name.startswith("."))
+    if unlisted:
+        raise AdapterError(f"{entry.path}: {', '.join(unlisted)} not recorded in {ENTRY_FILE} (added after the "
+                           "adapter was written); remove it or re-add the adapter")

@@ -9,6 +9,7 @@ pickle, because unpickling a checkpoint can run arbitrary code.
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,9 +35,31 @@ _TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "tokenizer.model"
 _ALLOWED = "an alias (see `model_aliases()`), an existing model directory, or a hub id like 'org/name'"
 
 
+IDENTITY_ATTR = "loralab_identity"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which base model a module is: what adapters and checkpoints record as their base model.
+
+    Attributes:
+        name: The spec it was loaded by (alias, directory as given, hub id); `LoadedModel.name`.
+        source: Where it came from (resolved directory, hub id, `random-init:<arch>:seed=<n>`).
+        revision: Hub commit, when known.
+    """
+
+    name: str
+    source: str
+    revision: str | None = None
+
+
 @dataclass
 class LoadedModel:
-    """A causal LM ready for evaluation or LoRA training, with the tokenizer that goes with it."""
+    """A causal LM ready for evaluation or LoRA training, with the tokenizer that goes with it.
+
+    The model carries its `ModelIdentity` (attribute `loralab_identity`), so code that is handed only the
+    `nn.Module` (e.g. `attach_adapter`) can compare it with the base model an adapter records.
+    """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -44,9 +67,19 @@ class LoadedModel:
     source: str
     revision: str | None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.model, torch.nn.Module):
+            setattr(self.model, IDENTITY_ATTR, ModelIdentity(self.name, self.source, self.revision))
+
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+
+def model_identity(model: torch.nn.Module) -> ModelIdentity | None:
+    """The identity `LoadedModel` stamped on `model` (None for a model loaded some other way)."""
+    identity = getattr(model, IDENTITY_ATTR, None)
+    return identity if isinstance(identity, ModelIdentity) else None
 
 
 @dataclass(frozen=True)
@@ -81,7 +114,7 @@ def load_model(
     tiny random models. `allow_pickle` permits `pytorch_model.bin` weights (unsafe for untrusted
     files); `trust_remote_code` is passed through to transformers.
     """
-    target = _resolve_device(device)
+    target = check_device(device)
     options = _Options(resolve_dtype(dtype), trust_remote_code, allow_pickle, revision, seed)
     loaded = _dispatch(spec, options)
     loaded.model.to(device=target, dtype=options.dtype)
@@ -116,17 +149,50 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
     return tokenizer
 
 
-def _resolve_device(device: str | None) -> torch.device:
-    name = device or default_device()
-    try:
-        target = torch.device(name)
-    except RuntimeError as exc:
-        raise ModelLoadError(f"invalid device {name!r}: expected cpu, cuda, cuda:N or mps") from exc
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
-    if target.type == "cuda" and (target.index or 0) >= torch.cuda.device_count():
-        raise ModelLoadError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
-    return target
+def available_devices() -> list[str]:
+    """The devices a model can be put on here: cpu, each CUDA device, mps when torch has it."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+_DEVICE = re.compile(r"^(cpu|cuda|mps)(?::(\d+))?$")
+
+
+def check_device(device: str | None, option: str = "--device") -> torch.device:
+    """`device` (default: the best available) as a torch device that exists here; else one `ModelLoadError`.
+
+    Checked before any work, so `--device cuda:7` on a one-GPU machine (or `cuda` on a CPU-only one) fails
+    at once instead of after the data and model have loaded, or with a torch traceback at `.to(device)`.
+    """
+    if device is None:
+        return torch.device(default_device())
+    name = str(device).strip()
+    available = available_devices()
+    shown = ", ".join(available)
+    match = _DEVICE.match(name)
+    if match is None:
+        raise ModelLoadError(f"{option} {name!r} is not a device: expected cpu, cuda, cuda:N or mps; "
+                             f"available here: {shown}")
+    kind, index = match[1], match[2]
+    if kind == "cpu":
+        if index not in (None, "0"):
+            raise ModelLoadError(f"{option} {name!r} does not exist; available here: {shown}")
+        return torch.device("cpu")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"{option} {name!r}: CUDA is not available here; available here: {shown}")
+        if index is not None and int(index) >= torch.cuda.device_count():
+            raise ModelLoadError(f"{option} {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) "
+                                 f"here; available here: {shown}")
+        return torch.device(name)
+    if "mps" not in available or index not in (None, "0"):
+        raise ModelLoadError(f"{option} {name!r}: MPS is not available here; available here: {shown}")
+    return torch.device("mps")
 
 
 def _dispatch(spec: str, options: _Options) -> LoadedModel:
@@ -203,8 +269,12 @@ def _from_pretrained(source: str, options: _Options) -> tuple[PreTrainedModel, P
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=options.dtype, use_safetensors=None if options.allow_pickle else True, **common
         )
-    except (OSError, ValueError, KeyError, SafetensorError) as exc:
-        raise ModelLoadError(f"cannot load model {source!r}: {_one_line(exc)}{_hint(exc, options)}") from exc
+    except torch.OutOfMemoryError:
+        raise  # not a property of the files
+    except (OSError, ValueError, KeyError, SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError) as exc:
+        # truncated or corrupt weights end here: safetensors' header errors, and under allow_pickle a
+        # malformed pickle (UnpicklingError, EOFError) or a torch zip archive that is cut short (RuntimeError)
+        raise ModelLoadError(f"cannot load model {source!r}: {_one_line(exc)}{_hint(exc, options)}") from None
     return model, tokenizer
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -44,17 +43,22 @@ class LibraryLoRA:
 
 def load_lora_dir(path: str | os.PathLike[str], task: str, domain: str = "general", sha256: str = "") -> LibraryLoRA:
     """Read a PEFT LoRA directory (safetensors) into per-module A/B matrices."""
-    from safetensors.torch import load_file
+    from loralab.adapters import check_finite, load_safetensors, read_artifact_json
 
     path = Path(path)
-    try:
-        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        tensors = load_file(str(path / "adapter_model.safetensors"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"{path}: cannot read LoRA adapter ({exc})") from None
+    config = read_artifact_json(path / "adapter_config.json", "adapter config")
+    tensors = load_safetensors(path / "adapter_model.safetensors")
+    check_finite(tensors, path)
+    if not isinstance(config, dict):
+        raise AdapterError(f"{path / 'adapter_config.json'}: must be a JSON object, got {type(config).__name__}")
     if config.get("use_rslora") or config.get("use_dora"):
         raise AdapterError(f"{path}: rsLoRA/DoRA adapters cannot be used as experts (plain LoRA only)")
-    rank, alpha = int(config["r"]), float(config["lora_alpha"])
+    rank, alpha = config.get("r"), config.get("lora_alpha")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1 or not isinstance(alpha, (int, float)) \
+            or isinstance(alpha, bool):
+        raise AdapterError(f"{path / 'adapter_config.json'}: 'r' must be a positive integer and 'lora_alpha' a "
+                           f"number, got r={rank!r}, lora_alpha={alpha!r}")
+    rank, alpha = int(rank), float(alpha)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         match = _KEY.match(key)

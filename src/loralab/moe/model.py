@@ -9,7 +9,6 @@ and adds it to the LM loss when labels are given; `output.aux_loss` carries it e
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -19,14 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from loralab.errors import AdapterError
+from loralab.errors import AdapterError, UserInputError
 from loralab.moe.state import RoutingState
-from loralab.utils.io import atomic_dir
+from loralab.utils.io import atomic_dir, dumps_json
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "loralab_method.json"
 WEIGHTS_FILE = "method_model.safetensors"
 FORMAT = "loralab-method/1"
+WRAPPED_ATTR = "_loralab_wrapped_by"  # set on the inner model while a MoEModel wraps it (cleared by unload)
 
 
 def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -59,7 +59,9 @@ class MoEModel(nn.Module):
                  merge_deltas: Callable[[MoEModel, int | None], dict[str, torch.Tensor]] | None = None,
                  stats: Callable[[MoEModel], dict[str, float]] | None = None) -> None:
         super().__init__()
+        _refuse_wrapped(model, method)
         self.model = model
+        model.__dict__[WRAPPED_ATTR] = method
         self.method, self.method_config, self.tasks, self.experts = method, config, list(tasks), list(experts)
         object.__setattr__(self, "state", state)
         object.__setattr__(self, "_base_keys", {f"model.{k}" for k in base_keys})
@@ -136,6 +138,7 @@ class MoEModel(nn.Module):
         for name, module in list(self.model.named_modules()):
             if getattr(module, "is_loralab_layer", False):
                 replace_module(self.model, name, module.base_layer)
+        self.model.__dict__.pop(WRAPPED_ATTR, None)
         return self.model
 
     @torch.no_grad()
@@ -179,54 +182,115 @@ class MoEModel(nn.Module):
 
         from safetensors.torch import save_file
 
+        from loralab.library.store import sha256_file
+        from loralab.models.loading import model_identity
         from loralab.utils.env import git_hash, package_versions
 
+        identity = model_identity(self.model)
         meta = {"format": FORMAT, "method": self.method, "config": self.method_config.to_dict(),
                 "base_model": getattr(self.model, "name_or_path", None), "tasks": self.tasks, "experts": self.experts,
-                "versions": package_versions(), "git_hash": git_hash(), **(extra or {})}
+                "versions": package_versions(), "git_hash": git_hash()}
+        if identity is not None:  # what `load_method` compares the base model it is given with
+            meta.update(model=identity.name, model_source=identity.source)
+        meta.update(extra or {})
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.adapter_state_dict().items()}
         with atomic_dir(path) as tmp:
             save_file(tensors, str(tmp / WEIGHTS_FILE))
-            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            # checked by load_method before the weights are used, so a modified or corrupt file is refused
+            meta["files"] = {WEIGHTS_FILE: sha256_file(tmp / WEIGHTS_FILE)}
+            (tmp / CONFIG_FILE).write_text(dumps_json(meta, indent=2) + "\n", encoding="utf-8")
             for name, folder in (extra_dirs or {}).items():
                 if Path(folder).is_dir():
                     shutil.copytree(folder, tmp / name)
+
+
+def _refuse_wrapped(model: nn.Module, method: str) -> None:
+    """A model that another method model (or PEFT) already wraps cannot be wrapped again (one line)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    wrapper = model.__dict__.get(WRAPPED_ATTR)
+    if wrapper is not None or isinstance(model, MoEModel):
+        raise UserInputError(f"cannot build {method!r} on this model: it is already wrapped by a "
+                             f"{wrapper or model.method!r} method model; pass the base model (MoEModel.unload())")
+    peft_layer = next((n for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)), None)
+    if peft_layer is not None:
+        raise UserInputError(f"cannot build {method!r} on this model: it already carries PEFT adapter layers "
+                             f"(first: {peft_layer}); pass the base model (PeftModel.unload())")
 
 
 def is_method_checkpoint(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
 
 
-def load_method(model: nn.Module, path: str | os.PathLike[str]) -> MoEModel:
-    """Rebuild a saved method around `model` (the same base) and load its adapter tensors."""
-    from safetensors.torch import load_file
+def load_method(model: nn.Module, path: str | os.PathLike[str], *, allow_base_mismatch: bool = False) -> MoEModel:
+    """Rebuild a saved method around `model` (the same base) and load its adapter tensors.
 
+    Before anything is built: the weights must match the SHA-256 the checkpoint records, be a complete
+    safetensors file and finite, and the checkpoint's recorded base model must be `model` (unless
+    `allow_base_mismatch`; module names and shapes must fit either way). Every failure is one `AdapterError`.
+    Like `build_method`, this wraps `model` itself; `loralab.attach_adapter` leaves the given model unchanged.
+    """
+    from loralab.adapters import check_base_model, check_finite, load_safetensors, read_artifact_json
+    from loralab.library.store import verify_files
     from loralab.moe.registry import get_method
 
     path = Path(path)
-    try:
-        meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"{path / CONFIG_FILE}: unreadable method config ({exc})") from None
+    config_file = path / CONFIG_FILE
+    meta = read_artifact_json(config_file, "method config")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise AdapterError(f"{path / CONFIG_FILE}: not a {FORMAT} checkpoint")
-    spec = get_method(str(meta.get("method")))
-    config = spec.config_cls.from_dict(meta.get("config", {}))
+        raise AdapterError(f"{config_file}: not a {FORMAT} checkpoint")
     if not (path / WEIGHTS_FILE).is_file():
         raise AdapterError(f"{path}: no {WEIGHTS_FILE}")
+    if "files" in meta:  # checkpoints written before hashes were recorded have none
+        verify_files(path, meta["files"], config_file)
+    else:
+        logger.warning("%s records no SHA-256 of %s (an older checkpoint): its integrity is not checked",
+                       path, WEIGHTS_FILE)
+    check_base_model(model, path, allow_base_mismatch)
+    spec = get_method(str(meta.get("method")))
+    config = spec.config_cls.from_dict(meta.get("config", {}))
+    tasks = meta.get("tasks", [])
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise AdapterError(f"{config_file}: 'tasks' must be a list of task names, got {tasks!r}")
+    tensors = load_safetensors(path / WEIGHTS_FILE)
+    check_finite(tensors, path / WEIGHTS_FILE)
+    from loralab.moe.builder import check_plain_model
+
+    check_plain_model(model, "load a method checkpoint into")
     try:
-        tensors = load_file(str(path / WEIGHTS_FILE))
-    except Exception as exc:  # safetensors raises its own error types on corrupt files
-        raise AdapterError(f"{path / WEIGHTS_FILE}: unreadable safetensors ({exc})") from None
-    moe = spec.build(model, config, None, meta.get("tasks", []))
+        moe = spec.build(model, config, None, tasks)
+    except (AttributeError, KeyError, IndexError) as exc:
+        # the checkpoint names modules this model does not have (another architecture): get_submodule and
+        # the method's own lookups fail here; what was injected before the failure is put back
+        _undo_partial_build(model)
+        raise AdapterError(f"{path}: checkpoint does not fit this base model: {_first_line(exc)}") from None
     moe.experts = meta.get("experts", [])
-    expected = set(moe.adapter_state_dict())
-    if set(tensors) != expected:
-        missing, unexpected = sorted(expected - set(tensors))[:3], sorted(set(tensors) - expected)[:3]
+    expected = moe.adapter_state_dict()
+    if set(tensors) != set(expected):
+        moe.unload()
+        missing, unexpected = sorted(set(expected) - set(tensors))[:3], sorted(set(tensors) - set(expected))[:3]
         raise AdapterError(f"{path}: checkpoint does not fit this base model (missing {missing}, unexpected {unexpected})")
+    wrong = next((k for k, v in expected.items() if tuple(v.shape) != tuple(tensors[k].shape)), None)
+    if wrong is not None:
+        moe.unload()
+        raise AdapterError(f"{path}: checkpoint does not fit this base model: {wrong} has shape "
+                           f"{tuple(tensors[wrong].shape)}, this model needs {tuple(expected[wrong].shape)}")
     try:
         moe.load_state_dict(tensors, strict=False)
     except RuntimeError as exc:
-        raise AdapterError(f"{path}: checkpoint does not fit this base model: {str(exc).splitlines()[0][:200]}") from None
+        moe.unload()
+        raise AdapterError(f"{path}: checkpoint does not fit this base model: {_first_line(exc)}") from None
     moe.eval()
     return moe
+
+
+def _undo_partial_build(model: nn.Module) -> None:
+    for name, module in list(model.named_modules()):
+        if getattr(module, "is_loralab_layer", False):
+            replace_module(model, name, module.base_layer)
+    model.__dict__.pop(WRAPPED_ATTR, None)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]

@@ -7,7 +7,6 @@ The training history (mean chosen rank per task at every logging step) is in the
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,18 +56,23 @@ class RankReport:
 def rank_report(path: str | os.PathLike[str]) -> RankReport:
     """Chosen ranks per task and module of a MoRE checkpoint, and their history during training."""
     import torch
-    from safetensors.torch import load_file
 
+    from loralab.adapters import check_finite, load_safetensors, read_artifact_json
+    from loralab.library.store import verify_files
     from loralab.moe.model import CONFIG_FILE, WEIGHTS_FILE
 
     path = Path(path)
-    try:
-        meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-        tensors = load_file(str(path / WEIGHTS_FILE))
-    except Exception as exc:  # missing file, bad JSON, corrupt safetensors: one message
-        raise AdapterError(f"{path}: not a readable loralab method checkpoint ({exc})") from None
+    if not (path / CONFIG_FILE).is_file():
+        raise AdapterError(f"{path}: not a loralab method checkpoint (no {CONFIG_FILE})")
+    meta = read_artifact_json(path / CONFIG_FILE, "method config")
+    if not isinstance(meta, dict):
+        raise AdapterError(f"{path / CONFIG_FILE}: must be a JSON object, got {type(meta).__name__}")
     if meta.get("method") != "more":
         raise AdapterError(f"{path}: a {meta.get('method')!r} checkpoint; chosen ranks exist only for 'more'")
+    if "files" in meta:  # recorded since checkpoints carry hashes: the ranks come from verified weights
+        verify_files(path, meta["files"], path / CONFIG_FILE)
+    tensors = load_safetensors(path / WEIGHTS_FILE)
+    check_finite(tensors, path / WEIGHTS_FILE)
     ranks: dict[str, dict[str, int]] = {t: {} for t in meta["tasks"]}
     max_rank = int(meta["config"]["rank"])
     for key in sorted(k for k in tensors if k.endswith(_SUFFIX)):
