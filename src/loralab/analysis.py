@@ -16,7 +16,8 @@ them -- with router recording on. From the `RouterRecord`s of every routed layer
 A layer with fewer experts than the widest one counts as weight 0 for the experts it lacks. Experts are
 labelled with the library tasks they came from (the checkpoint's provenance) when there is one per expert,
 else e0..eN. `write_router_analysis` writes CSV and Markdown tables, a JSON record and a heatmap PNG
-(matplotlib, without pyplot or a global backend), each file atomically.
+(matplotlib, without pyplot or a global backend), each file atomically, into a folder that is absent,
+empty or a router analysis loralab wrote before (any other folder is refused, before any work).
 """
 
 from __future__ import annotations
@@ -36,12 +37,31 @@ import torch
 
 from loralab.data import Task, load_task
 from loralab.errors import AdapterError, UserInputError
-from loralab.utils.io import atomic_path, atomic_write_json, atomic_write_text, check_output_path
+from loralab.utils.io import atomic_path, atomic_write_json, atomic_write_text, check_output_dir, read_json
 
 logger = logging.getLogger(__name__)
 
 FILES = {"weights_csv": "router_weights.csv", "top1_csv": "router_top1.csv", "markdown": "router.md",
          "json": "router.json", "heatmap": "router_heatmap.png"}
+OUTPUT_KIND = "router-analysis"  # the kind named in output checks (this folder has no marker file)
+
+
+def is_router_analysis_dir(folder: Path) -> bool:
+    """A router analysis loralab wrote: only its files, with its router.json (always written first) in its format.
+
+    (No output marker: the folder holds exactly the files in `FILES`.)
+    """
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    if not names <= set(FILES.values()) or not (folder / FILES["json"]).is_file():
+        return False
+    data = read_json(folder / FILES["json"], what="router analysis")
+    return isinstance(data, dict) and {"method", "experts", "tasks", "mean_weight"} <= set(data)
+
+
+def check_router_out(out: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Fail before any work unless `out` is absent, empty, or a loralab router analysis folder."""
+    return check_output_dir(out, kind=OUTPUT_KIND, what="router analysis folder", option=option,
+                            recognise=is_router_analysis_dir)
 
 
 @dataclass
@@ -271,7 +291,7 @@ def analyze_router(
     from loralab.moe.model import is_method_checkpoint
 
     if out is not None:
-        check_output_path(out, kind="dir")
+        check_router_out(out)
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     if not task_objs:
         raise UserInputError("--task must name at least one task")
@@ -301,14 +321,13 @@ def write_router_analysis(result: RouterAnalysis, out: str | os.PathLike[str]) -
     """
     from loralab.utils.env import git_hash, package_versions
 
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise UserInputError(f"--out must be a folder, got the file {folder}")
+    folder = check_router_out(out)
     paths = {key: folder / name for key, name in FILES.items()}
+    # router.json first: a folder left by an interruption then still shows it is a router analysis
+    atomic_write_json(paths["json"], {**result.to_dict(), "versions": package_versions(), "git_hash": git_hash()})
     atomic_write_text(paths["weights_csv"], result.table_csv("mean_weight"))
     atomic_write_text(paths["top1_csv"], result.table_csv("top1_share"))
     atomic_write_text(paths["markdown"], result.markdown())
-    atomic_write_json(paths["json"], {**result.to_dict(), "versions": package_versions(), "git_hash": git_hash()})
     try:
         write_heatmap(result, paths["heatmap"])
     except ImportError:

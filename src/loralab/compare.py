@@ -24,11 +24,13 @@ Seeds: each cell runs once per seed (`hparams.seed` replaced), seed by seed, so 
 complete table first. With one seed, single-task cells keep their names (`cells/{method}--{task}.json`)
 and earlier runs are reused; with several, `--seed{s}` is appended (checkpoints likewise). Multi-task
 cells are always `cells/{method}--multitask--seed{s}.json` (a list of one record per task).
+
+`out` must be absent, empty, or a comparison folder loralab wrote (re-running resumes it): a folder
+holding anything else is refused before any work, so no file of the user's is overwritten.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -40,12 +42,14 @@ from loralab.compare_table import write_table
 from loralab.data import Task
 from loralab.errors import UserInputError
 from loralab.library.hparams import LoRAHparams
-from loralab.utils.io import atomic_write_json, check_output_path
+from loralab.utils.io import atomic_write_json, check_output_dir, mark_output, read_json
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["compare_methods", "write_table"]
 
+OUTPUT_KIND = "compare"
+OUTPUT_NAMES = frozenset({"cells", "checkpoints", "results.md", "results.json"})  # all a comparison writes
 SEED_FREE = ("base", "lora")  # multi-task baselines that train nothing: one evaluation serves every seed
 
 
@@ -61,6 +65,10 @@ class Protocol:
     split: str
     data_dir: str | os.PathLike[str] | None
     device: str | None
+
+    def begin(self) -> None:
+        """Mark `out` as a comparison folder, once every input is checked and before the first file is written."""
+        mark_output(self.out, OUTPUT_KIND)
 
     def train(self, method: str, tasks: list[Task], name: str, seed: int, experts: list[str] | None,
               library: Path | None) -> tuple[Path, dict[str, Any]]:
@@ -105,7 +113,7 @@ def compare_methods(
     from loralab.moe.registry import get_method
 
     specs = {m: get_method(m) for m in methods}  # unknown names fail before any work
-    check_output_path(out, kind="dir")
+    check_output_dir(out, kind=OUTPUT_KIND, what="comparison folder", recognise=is_compare_dir)
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     for t in task_objs:  # task names become cell and checkpoint file names below `out`
         check_name("task", t.name)
@@ -117,6 +125,21 @@ def compare_methods(
     records = run(proto, specs, task_objs, seed_list, list(experts or []), include_own, from_scratch)
     write_table(records, proto.out)
     return records
+
+
+def is_compare_dir(folder: Path) -> bool:
+    """A comparison folder from before output markers: only the names it writes, and cells or results in its format."""
+    names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    if not names or not names <= OUTPUT_NAMES:
+        return False
+    candidates = [folder / "results.json", *sorted((folder / "cells").glob("*.json"))[:1]]
+    for path in candidates:
+        if path.is_file():
+            data = read_json(path, what="comparison result")
+            records = data if isinstance(data, list) else [data]
+            return bool(records) and all(isinstance(r, dict) and "method" in r and "primary_metric" in r
+                                         for r in records)
+    return False
 
 
 def _check_seeds(seeds: Sequence[int] | None, default: int) -> list[int]:
@@ -138,13 +161,14 @@ def _uses_experts(method: str, spec, chosen: Sequence[str], from_scratch: Sequen
 
 def _read_cell(cell: Path) -> Any:
     logger.info("%s: done, skipped", cell.stem)
-    return json.loads(cell.read_text(encoding="utf-8"))
+    return read_json(cell, what="comparison cell")
 
 
 # ---------------------------------------------------------------- single-task mode
 
 def _single_task(proto: Protocol, specs: dict, tasks: list[Task], seeds: list[int], experts: list[str],
                  include_own: bool, from_scratch: Sequence[str]) -> list[dict[str, Any]]:
+    proto.begin()
     records = []
     for seed in seeds:
         for task in tasks:
@@ -179,6 +203,7 @@ def _multitask(proto: Protocol, specs: dict, tasks: list[Task], seeds: list[int]
                include_own: bool, from_scratch: Sequence[str]) -> list[dict[str, Any]]:
     chosen = [e for e in experts if include_own or e not in {t.name for t in tasks}]
     _check_multitask(proto, specs, tasks, chosen, include_own)
+    proto.begin()
     seed_free: dict[str, list[dict[str, Any]]] = {}  # method -> records of a seed-free baseline, any seed
     records = []
     for seed in seeds:

@@ -6,6 +6,11 @@
 Every method trains on the same features (answer-only loss, the library's shared hyperparameters) so
 methods are compared on equal terms; with several tasks the features are concatenated (multi-task)
 and each carries its task id (and LoRAMoE task type) for routing.
+
+`out` is replaced as a whole, so it must be absent, an empty folder, or a checkpoint loralab wrote
+(any method: re-training replaces it); a folder of anything else is refused before any work. The
+trainer's work folder (`.OUT.work` beside it, removed after training) likewise must be absent, empty
+or loralab's own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from loralab.data import Task, load_task
 from loralab.errors import UserInputError
 from loralab.library.hparams import LoRAHparams
 from loralab.models import LoadedModel, load_model
+from loralab.utils.io import check_output_dir, json_safe, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,35 @@ def _config_and_experts(spec, lm: LoadedModel, config, library, experts):
     return cfg, loras
 
 
+def is_checkpoint_dir(folder: Path) -> bool:
+    """A checkpoint `train_method` wrote (any method): an MoE method config or PEFT provenance in loralab's format."""
+    from loralab.moe.methods.baselines import PEFT_FORMAT, PROVENANCE_FILE
+    from loralab.moe.model import CONFIG_FILE, FORMAT
+
+    for name, fmt in ((CONFIG_FILE, FORMAT), (PROVENANCE_FILE, PEFT_FORMAT)):
+        if (folder / name).is_file():
+            data = read_json(folder / name, what="checkpoint metadata")
+            if isinstance(data, dict) and data.get("format") == fmt:
+                return True
+    return False
+
+
+def check_checkpoint_out(out: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Fail before any work unless `out` may be replaced by a checkpoint, and so may its work folder."""
+    from loralab.library.checkpoints import RUN_FILE
+
+    target = check_output_dir(out, kind="checkpoint", what="method checkpoint", option=option,
+                              recognise=is_checkpoint_dir)
+    check_output_dir(work_dir(target), kind="work", what="training work folder", option=f"{option} work folder",
+                     recognise=lambda folder: (folder / RUN_FILE).is_file())
+    return target
+
+
+def work_dir(out: str | os.PathLike[str]) -> Path:
+    """Where the trainer keeps its checkpoints while `out` trains (beside it, hidden; removed when done)."""
+    return Path(out).with_name(f".{Path(out).name}.work")
+
+
 def method_features(tasks: Sequence[Task], tokenizer, hp: LoRAHparams, task_types: Mapping[str, int]) -> list[dict]:
     from loralab.library.trainer import training_features
 
@@ -96,10 +131,8 @@ def train_method(
     from loralab.library.trainer import train_adapter
     from loralab.moe.registry import get_method
 
-    from loralab.utils.io import check_output_path
-
     spec = get_method(method)  # an unknown method fails before anything loads
-    check_output_path(out, kind="dir")
+    check_checkpoint_out(out)
     hp = hparams or LoRAHparams()
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     if not task_objs:
@@ -116,7 +149,7 @@ def train_method(
     moe = build_method(method, lm, [t.name for t in task_objs], config=config, library=library, experts=experts)
     try:
         features = method_features(task_objs, lm.tokenizer, hp, getattr(moe.method_config, "task_types", {}) or {})
-        work = Path(out).with_name(f".{Path(out).name}.work")
+        work = work_dir(out)
         task_batches = bool(getattr(moe.method_config, "task_batches", False)) and len(task_objs) > 1
         run = {"method": method, "config": moe.method_config.to_dict(), "model": lm.name,
                "tasks": [t.name for t in task_objs], "experts": list(experts or [])}
@@ -127,7 +160,8 @@ def train_method(
                 "hparams": hp.to_dict(), "model": lm.name}
         if stats.history:
             info["train"]["history"] = stats.history
-        moe.save_pretrained(out, extra=info, extra_dirs={"tensorboard": work / "runs"})
+        # json_safe: the checkpoint's JSON stays strict even if a router statistic in the history is NaN
+        moe.save_pretrained(out, extra=json_safe(info), extra_dirs={"tensorboard": work / "runs"})
     finally:
         lm.model = moe.unload()
     shutil.rmtree(work, ignore_errors=True)

@@ -5,6 +5,9 @@
 The database holds the plan (the cell ids of the config that last ran), so the report covers exactly
 that grid, says how many of its cells are done or failed, and ignores rows of earlier configs that
 share the database. Tables and findings are computed per model.
+
+The database is only read (opened read-only). The report folder must be absent, empty or a report
+loralab wrote: a folder holding anything else is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -20,17 +23,35 @@ from loralab.bench import tables as T
 from loralab.bench.findings import BASELINE_STRATEGIES, RELEVANCE, findings
 from loralab.bench.plots import write_plots
 from loralab.bench.store import Store
-from loralab.utils.io import atomic_write_text
+from loralab.utils.io import atomic_write_text, check_output_dir, mark_output
 
 logger = logging.getLogger(__name__)
+OUTPUT_KIND = "bench-report"
+TITLE = "# Benchmark report:"
+
+
+def is_report_dir(folder: Path) -> bool:
+    """A report folder from before output markers: its report.md starts with the report's title."""
+    report = folder / "report.md"
+    if not report.is_file():
+        return False
+    with open(report, encoding="utf-8") as fh:
+        return fh.read(len(TITLE)) == TITLE
+
+
+def check_report_out(out: str | Path, option: str = "--out") -> Path:
+    """Fail before any work unless the report folder is absent, empty, or a loralab report."""
+    return check_output_dir(out, kind=OUTPUT_KIND, what="benchmark report folder", option=option,
+                            recognise=is_report_dir)
 
 
 def write_report(store: Store | str | Path, out: str | Path | None = None) -> Path:
     """Write the report for the database's current plan into `out` (default: beside the database); return report.md."""
     if not isinstance(store, Store):
+        check_report_out(out if out is not None else Path(store).parent / "report")
         with Store(store, create=False) as opened:
             return write_report(opened, out)
-    out_dir = Path(out) if out is not None else store.path.parent / "report"
+    out_dir = check_report_out(Path(out) if out is not None else store.path.parent / "report")
     meta = store.get_meta("bench") or {}
     plan = set(meta.get("plan") or [])
     rows = [r for r in store.rows() if not plan or r["cell_id"] in plan]
@@ -38,8 +59,9 @@ def write_report(store: Store | str | Path, out: str | Path | None = None) -> Pa
     config = meta.get("config") or {}
     seeds = list(meta.get("seeds") or sorted({r["seed"] for r in rows if r["seed"] is not None}) or [0])
     strategies = [s for s in config.get("strategies") or sorted({r["strategy"] for r in rows if r["strategy"]})]
-    blocks: list[Any] = [f"# Benchmark report: {meta.get('name') or 'bench'}", _summary(rows, failures, plan, config)]
+    blocks: list[Any] = [f"{TITLE} {meta.get('name') or 'bench'}", _summary(rows, failures, plan, config)]
     models = list(dict.fromkeys([*(config.get("models") or []), *sorted({r["model"] for r in rows})]))
+    mark_output(out_dir, OUTPUT_KIND)  # before the first figure is written
     for model in models:
         model_rows = [r for r in rows if r["model"] == model]
         if model_rows:

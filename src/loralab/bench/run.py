@@ -152,7 +152,7 @@ def choose_experts(cell: Cell, lm, target, ctx: RunContext) -> dict[str, Any]:
 
 
 def _ranking(cell: Cell, lm, target, ctx: RunContext) -> dict[str, Any]:
-    from loralab.utils.io import atomic_write_json
+    from loralab.utils.io import atomic_write_json, read_json
 
     options = {k: v for k, v in cell.protocol["selection"].items() if k != "strategy"}
     if cell.strategy == "random":
@@ -162,7 +162,7 @@ def _ranking(cell: Cell, lm, target, ctx: RunContext) -> dict[str, Any]:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
     cache = Path(ctx.out) / "selections" / f"{digest}.json"
     if cache.is_file():
-        return json.loads(cache.read_text(encoding="utf-8"))
+        return read_json(cache, what="selection cache")
     ranking = {**key, **_rank_pool(cell, lm, target, ctx, options)}
     atomic_write_json(cache, ranking)
     return ranking

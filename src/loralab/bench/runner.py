@@ -7,6 +7,10 @@
 Idempotent: the database keeps one row per finished cell, keyed by the hash of the cell's config, so a
 re-run (after a kill, a crash, or with cells added to the grid) runs exactly the cells that have no
 row. Everything a config can get wrong fails before the output folder is created.
+
+The output folder must be absent, empty, or a benchmark folder loralab wrote (resuming is the point of
+re-running), and a library path from the config must be absent, empty or a LoRA library: anything else
+is refused before any work, so no file of the user's is overwritten or mixed with results.
 """
 
 from __future__ import annotations
@@ -22,12 +26,27 @@ from typing import Any
 from loralab.bench.executors import make_executor
 from loralab.bench.grid import Bench, Cell, expand, load_bench
 from loralab.bench.run import RunContext
-from loralab.bench.store import Store
+from loralab.bench.store import Store, is_bench_database
 from loralab.errors import ConfigError, UserInputError
+from loralab.utils.io import check_output_dir, mark_output
 
 logger = logging.getLogger(__name__)
 
 DB_NAME = "bench.sqlite"
+OUTPUT_KIND = "bench"
+LOCK_NAME = ".bench.lock"
+OUTPUT_NAMES = frozenset({DB_NAME, "report", "library", "checkpoints", "selections"})  # all a run writes
+
+
+def is_bench_dir(folder: Path) -> bool:
+    """A benchmark folder without a marker: it holds a loralab bench database, or a run's lock and its names only.
+
+    (The lock alone is what a run that has just started shows; it is refused later by the lock, not here.)
+    """
+    if is_bench_database(folder / DB_NAME):
+        return True
+    visible = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    return (folder / LOCK_NAME).is_file() and visible <= OUTPUT_NAMES - {DB_NAME}
 
 
 @dataclass
@@ -49,6 +68,7 @@ def run_bench(config: str | os.PathLike[str] | Bench | None = None, out: str | o
     cells = expand(bench)
     out_dir = Path(out if out is not None else f"bench-{bench.config.name}").resolve()
     library = Path(bench.library.path).resolve() if bench.library.path else out_dir / "library"
+    check_bench_out(out_dir, library, report=report)
     check_existing_library(bench, library)
     runner = make_executor(executor, address=address, resources=bench.resources)  # before anything is written
     try:
@@ -76,16 +96,27 @@ def run_bench(config: str | os.PathLike[str] | Bench | None = None, out: str | o
                        skipped=len(cells) - len(todo), failed=failed)
 
 
+def check_bench_out(out_dir: Path, library: Path, *, report: bool = True) -> None:
+    """Every folder the run writes is new, empty or loralab's own of the same kind (checked before any work)."""
+    from loralab.bench.report import check_report_out
+    from loralab.library.build import check_library_out
+
+    check_output_dir(out_dir, kind=OUTPUT_KIND, what="benchmark folder", recognise=is_bench_dir)
+    check_library_out(library, option="library.path" if not library.is_relative_to(out_dir) else "--out library")
+    if report:
+        check_report_out(out_dir / "report", option="--out report")
+
+
 @contextlib.contextmanager
 def _exclusive(out_dir: Path) -> Iterator[None]:
     """One driver per output folder: two would run the same cells twice. The OS drops the lock if we are killed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    mark_output(out_dir, OUTPUT_KIND)  # creates it; a second driver then passes the output check and meets the lock
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
         yield
         return
-    with open(out_dir / ".bench.lock", "w") as handle:
+    with open(out_dir / LOCK_NAME, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -8,18 +8,26 @@ either a complete row or none: re-running skips exactly the finished cells. Only
 Columns fall in two groups: what the cell *is* and what it *measured* (a function of its config,
 so equal across re-runs and executors), and how long it took and where it ran (`VOLATILE_COLUMNS`),
 which a comparison of two runs leaves out.
+
+Reading (`create=False`, as `loralab report` does) opens the file read-only, so it is never modified,
+and anything that is not a loralab bench database (another SQLite file, an empty or a text file) is
+one error line. Writing refuses an existing database that is not one of ours instead of adding tables
+to it. JSON columns hold strict JSON (NaN -> null).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
+
+from loralab.errors import UserInputError
+from loralab.utils.io import dumps_json, loads_json
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,30 @@ CREATE TABLE IF NOT EXISTS failures (
     cell_id TEXT PRIMARY KEY, bench TEXT, config TEXT NOT NULL, error TEXT NOT NULL, failed_at TEXT NOT NULL
 )"""
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+TABLES = frozenset({"cells", "failures", "meta"})
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write the file (SQLite's read-only mode; the URI form quotes any path)."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+
+
+def is_bench_database(path: str | Path) -> bool:
+    """Whether `path` is a loralab bench database: SQLite with its tables and a schema version (read-only check)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        conn = _read_only(path)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
+                if "meta" in tables else None
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return TABLES <= tables and version is not None
 
 
 class Store:
@@ -65,18 +97,34 @@ class Store:
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
-            from loralab.errors import UserInputError
-
             raise UserInputError(f"benchmark database does not exist: {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=60)
+        # an empty file becomes a new database only when writing; anything else must be ours already
+        exists = self.path.exists()
+        if exists and not is_bench_database(self.path) and (not create or self.path.stat().st_size > 0):
+            raise UserInputError(f"{self.path} is not a loralab benchmark database (no tables "
+                                 f"{', '.join(sorted(TABLES))} with a schema version); give the bench.sqlite that "
+                                 "`loralab bench` wrote")
+        try:
+            if create:
+                self._conn = self._open_for_writing()
+            else:
+                self._conn = _read_only(self.path)
+        except sqlite3.Error as exc:
+            raise UserInputError(f"benchmark database {self.path} cannot be opened: {exc}") from None
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA synchronous=FULL")
-        with self._transaction() as conn:
+        self._check_schema()
+
+    def _open_for_writing(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # created here, so its mode follows the umask (SQLite would make it 0644)
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o666))
+        conn = sqlite3.connect(str(self.path), timeout=60)
+        conn.execute("PRAGMA synchronous=FULL")
+        with conn:
             for ddl in (_CELLS, _FAILURES, _META):
                 conn.execute(ddl)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        self._check_schema()
+        return conn
 
     def close(self) -> None:
         self._conn.close()
@@ -96,8 +144,6 @@ class Store:
     def _check_schema(self) -> None:
         version = self.get_meta("schema_version")
         if str(version) != str(SCHEMA_VERSION):
-            from loralab.errors import UserInputError
-
             raise UserInputError(f"{self.path}: database schema version {version}, this loralab reads "
                                  f"{SCHEMA_VERSION}")
 
@@ -108,7 +154,7 @@ class Store:
 
     def put(self, row: Mapping[str, Any]) -> None:
         """Write one finished cell (and clear an earlier failure of it) in one transaction."""
-        values = {k: json.dumps(v, sort_keys=True) if k in JSON_COLUMNS and v is not None else v
+        values = {k: dumps_json(v, sort_keys=True) if k in JSON_COLUMNS and v is not None else v
                   for k, v in row.items()}
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -119,13 +165,14 @@ class Store:
     def put_failure(self, cell_id: str, bench: str, config: Mapping[str, Any], error: str) -> None:
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)",
-                         (cell_id, bench, json.dumps(config, sort_keys=True), error, now()))
+                         (cell_id, bench, dumps_json(config, sort_keys=True), error, now()))
 
     def rows(self, *, volatile: bool = True) -> list[dict[str, Any]]:
         """Every finished cell as a dict (JSON columns decoded), ordered by cell id; `volatile=False` drops timing."""
         out = []
         for row in self._conn.execute("SELECT * FROM cells ORDER BY cell_id"):
-            record = {k: json.loads(v) if k in JSON_COLUMNS and v is not None else v for k, v in dict(row).items()}
+            record = {k: self._decode(k, v) if k in JSON_COLUMNS and v is not None else v
+                      for k, v in dict(row).items()}
             if not volatile:
                 for key in VOLATILE_COLUMNS:
                     record.pop(key, None)
@@ -133,22 +180,26 @@ class Store:
         return out
 
     def failures(self) -> list[dict[str, Any]]:
-        return [{**dict(r), "config": json.loads(r["config"])}
+        return [{**dict(r), "config": self._decode("config", r["config"])}
                 for r in self._conn.execute("SELECT * FROM failures ORDER BY failed_at")]
+
+    def _decode(self, column: str, value: Any) -> Any:
+        """A JSON column, read with the guarded parser: a database from elsewhere is one error line, not a crash."""
+        return loads_json(str(value), what=f"{self.path}: column {column!r}")
 
     # ------------------------------------------------------------ metadata
 
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, dumps_json(value, sort_keys=True)))
 
     def get_meta(self, key: str) -> Any:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         try:
-            return json.loads(row[0])
-        except json.JSONDecodeError:
+            return loads_json(str(row[0]), what=f"{self.path}: meta {key!r}")
+        except UserInputError:  # a plain string value
             return row[0]
 
 

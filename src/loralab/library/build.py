@@ -1,4 +1,10 @@
-"""Build a LoRA library: one adapter per task, all with the same hyperparameters; and import PEFT LoRAs."""
+"""Build a LoRA library: one adapter per task, all with the same hyperparameters; and import PEFT LoRAs.
+
+The library folder must be absent, empty, or a LoRA library loralab wrote (adding tasks to it is the
+point of re-running; `is_library_dir`): a folder holding anything else is refused before any work. With
+`report_to: tensorboard` each adapter's training events are kept in `LIB/<model>/<task>/tensorboard/`,
+published with the adapter (the trainer's work folder they are written to is removed after training).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +20,13 @@ from typing import Any
 from loralab.data import Task, load_task
 from loralab.errors import UserInputError
 from loralab.library.hparams import LoRAHparams
-from loralab.library.store import AdapterEntry, Library, check_name, model_slug
+from loralab.library.store import ENTRY_FILE, FORMAT, MANIFEST_FILE, AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, find_linear_targets, load_model
-from loralab.utils.io import atomic_dir, check_output_path
+from loralab.utils.io import atomic_dir, check_output_dir, dumps_json, read_json
 
 logger = logging.getLogger(__name__)
+OUTPUT_KIND = "library"
+TENSORBOARD_DIR = "tensorboard"  # inside an adapter folder: its training events (report_to: tensorboard)
 
 
 def lora_config(model, hp: LoRAHparams):
@@ -33,13 +41,34 @@ def lora_config(model, hp: LoRAHparams):
 def normalize_adapter_config(folder: Path) -> None:
     """Sort `target_modules` in a saved adapter_config.json: PEFT keeps them in a set, so the written order
     (and the file's hash) would change from one process to the next with Python's string hashing."""
-    import json
-
     path = Path(folder) / "adapter_config.json"
-    config = json.loads(path.read_text(encoding="utf-8"))
+    config = read_json(path, what="adapter config")
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
-        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        path.write_text(dumps_json(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def is_library_dir(folder: Path) -> bool:
+    """A library loralab wrote: its manifest, an adapter entry in place, or the work folder of a first adapter.
+
+    Libraries carry no output marker (their layout is the format): the manifest decides when there is one;
+    a build killed before its first manifest has an entry or a trainer run record under `.work/`.
+    """
+    from loralab.library.checkpoints import RUN_FILE
+
+    manifest = folder / MANIFEST_FILE
+    if manifest.is_file():
+        data = read_json(manifest, what="library manifest")
+        return isinstance(data, dict) and data.get("format") == FORMAT
+    for entry in folder.glob(f"*/*/{ENTRY_FILE}"):
+        data = read_json(entry, what="library entry")
+        return isinstance(data, dict) and isinstance(data.get("task"), str) and isinstance(data.get("model"), str)
+    return any(folder.glob(f".work/*/*/{RUN_FILE}"))
+
+
+def check_library_out(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """Fail before any work unless `path` is absent, empty, or a loralab LoRA library (see the module docstring)."""
+    return check_output_dir(path, kind=OUTPUT_KIND, what="LoRA library", option=option, recognise=is_library_dir)
 
 
 def data_hash(examples) -> str:
@@ -67,7 +96,7 @@ def build_library(
     and moved into the library in one rename.
     """
     hp = hparams or LoRAHparams()
-    check_output_path(out, kind="dir")
+    check_library_out(out)
     lib = Library(out)
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     names = [check_name("task", t.name) for t in task_objs]
@@ -141,6 +170,8 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
         with atomic_dir(lib.adapter_dir(slug, task.name)) as tmp:
             peft_model.save_pretrained(str(tmp), safe_serialization=True)
             normalize_adapter_config(tmp)
+            if (work / "runs").is_dir():  # a folder: the entry hashes (and verifies) the adapter's files only
+                shutil.copytree(work / "runs", tmp / TENSORBOARD_DIR)
             entry.seconds = round(time.perf_counter() - start, 2)
             lib.write_entry(tmp, entry)
         shutil.rmtree(work, ignore_errors=True)

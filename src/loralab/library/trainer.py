@@ -10,7 +10,6 @@ Everything else (gradient accumulation, mixed precision, multi-GPU, checkpoints)
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,13 +24,13 @@ import torch.nn.functional as F
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from loralab.data.schema import Example, Task
-from loralab.errors import TrainingDivergedError
+from loralab.errors import TaskFormatError, TrainingDivergedError
 from loralab.eval.loglik import encode_pair, prefix_token_id
 from loralab.library.checkpoints import (CHECKPOINT_PREFIX, CHECKPOINT_STATE, RUN_FILE, checkpoint_dirs,
                                          latest_checkpoint, non_finite_parameters, resumable_checkpoint,
                                          run_fingerprint)
 from loralab.library.hparams import LoRAHparams
-from loralab.utils.io import atomic_write_json, fsync_tree
+from loralab.utils.io import atomic_write_json, fsync_tree, read_json
 
 logger = logging.getLogger(__name__)
 IGNORE = -100
@@ -49,7 +48,10 @@ def training_features(task: Task, tokenizer, hp: LoRAHparams, examples: Sequence
         ctx, answer = encode_pair(tokenizer, prompt, ex.demonstration_answer(), prefix)
         if task.kind == "generation" and tokenizer.eos_token_id is not None:
             answer = answer + [tokenizer.eos_token_id]
-        answer = answer[: hp.max_length - 1]
+        if not answer:  # an empty target and no EOS to append: every label would be masked (no loss, NaN)
+            raise TaskFormatError(f"task {task.name!r}, example {ex.id!r}: its answer "
+                                  f"{ex.demonstration_answer()!r:.40} has no token to train on")
+        answer = answer[: hp.max_length - 1]  # max_length >= 2 (LoRAHparams), so one answer token always stays
         ctx = ctx[-(hp.max_length - len(answer)):]
         features.append({"input_ids": ctx + answer, "labels": [IGNORE] * len(ctx) + answer})
     return features
@@ -337,7 +339,7 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
     if resume_dir is not None:
         resume = str(resume_dir)
         logger.info("%s: resuming from %s", description, resume)
-        state = json.loads((resume_dir / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+        state = read_json(resume_dir / CHECKPOINT_STATE, what="trainer checkpoint state")
         trainer.step_losses = [float(v) for v in state.get("step_losses", [])]
         trainer.method_history = list(state.get("method_history", []))
     try:

@@ -57,7 +57,7 @@ from loralab.moe.config import MethodConfig
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
 from loralab.moe.state import RoutingState
-from loralab.utils.io import atomic_dir
+from loralab.utils.io import atomic_dir, dumps_json
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name:
                 shutil.move(str(path), tmp / path.name)
         shutil.rmtree(staging)
         normalize_adapter_config(tmp)
-        (tmp / PROVENANCE_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        (tmp / PROVENANCE_FILE).write_text(dumps_json(meta, indent=2) + "\n", encoding="utf-8")
 
 
 def check_distinct_experts(request) -> None:
@@ -219,8 +219,7 @@ def train_lora(request) -> dict[str, Any]:
     with atomic_dir(request.out) as tmp:
         for name in entry.files:  # every file the library hashed: byte-identical copies
             shutil.copyfile(entry.path / name, tmp / name)
-        (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance(request, info), indent=2, allow_nan=False) + "\n",
-                                           encoding="utf-8")
+        (tmp / PROVENANCE_FILE).write_text(dumps_json(provenance(request, info), indent=2) + "\n", encoding="utf-8")
     return info
 
 
