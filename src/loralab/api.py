@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from loralab.data import Task, example_record, load_task, write_jsonl
+from loralab.errors import TaskRoutingError
 from loralab.eval.evaluator import Timer, evaluate, result_record
 from loralab.models import LoadedModel, load_model
 from loralab.models.loading import check_device
-from loralab.utils.io import atomic_write_json, check_output_path
+from loralab.utils.io import atomic_write_json, check_output_file, is_eval_result, is_task_export
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def run_eval(
     `allow_base_mismatch` lets one recorded for another base model be tried on this one.
     """
     if out is not None:
-        check_output_path(out, kind="file")
+        check_output_file(out, what="result file", option="out", recognise=is_eval_result)  # only our own results
     if not isinstance(model, LoadedModel):
         check_device(device)  # a device that does not exist here fails before any data or model loads
     task_obj = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
@@ -68,9 +69,14 @@ def run_eval(
 
         net = attach_adapter(net, adapter, allow_pickle=allow_pickle, allow_base_mismatch=allow_base_mismatch)
     routing = _routing_context(net, task_obj)
-    with Timer() as timer, routing:
-        output = evaluate(net, lm.tokenizer, task_obj, split=split, limit=limit, num_fewshot=num_fewshot,
-                          batch_size=batch_size, log_samples=log_samples, progress=progress)
+    try:
+        with Timer() as timer, routing:
+            output = evaluate(net, lm.tokenizer, task_obj, split=split, limit=limit, num_fewshot=num_fewshot,
+                              batch_size=batch_size, log_samples=log_samples, progress=progress)
+    except TaskRoutingError:
+        raise TaskRoutingError(f"adapter {str(adapter)!r}: this {net.method} checkpoint routes by task and was "
+                               f"trained on {', '.join(net.tasks)}, not {task_obj.name!r}; evaluate one of those "
+                               "tasks, or fold it for this task with `loralab merge --nearest N`") from None
     extra = {
         "adapter": str(adapter) if adapter is not None else None,
         "model_source": lm.source,
@@ -110,7 +116,7 @@ def export_task(
     data_dir: str | os.PathLike[str] | None = None,
 ) -> int:
     """Write the rendered examples of a split as a unified-format JSONL (exactly the scored strings)."""
-    check_output_path(out, kind="file")
+    check_output_file(out, what="task export", option="out", recognise=is_task_export)  # only our own exports
     task_obj = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
     examples = task_obj.split(split, limit)
     records = [example_record(task_obj, ex, task_obj.prompt(ex, task_obj.fewshot_examples(ex, num_fewshot)))

@@ -62,6 +62,10 @@ class AdapterError(UserInputError):
     """An adapter directory that is missing files, unsafe to load, or does not fit the base model."""
 
 
+class TaskRoutingError(UserInputError):
+    """A task-conditioned method got a batch without task ids and has no default task (an unseen task)."""
+
+
 class NonFiniteScoreError(UserInputError):
     """The model scored a continuation as NaN or infinite: broken weights (or a dtype that overflows), not a result."""
 

@@ -215,13 +215,13 @@ def _routes_by_task(net) -> bool:
     """Whether a forward without task ids fails for want of a default task (probed with one token)."""
     import torch
 
+    from loralab.errors import TaskRoutingError
+
     try:
         with torch.inference_mode():
             net(input_ids=torch.zeros((1, 1), dtype=torch.long, device=next(net.parameters()).device))
-    except ValueError as exc:
-        if "routes by task" in str(exc):
-            return True
-        raise
+    except TaskRoutingError:
+        return True
     return False
 
 

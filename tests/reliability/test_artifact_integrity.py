@@ -193,6 +193,34 @@ def test_lora_method_output_is_checked_against_the_library_hashes_it_copied(work
     assert "adapter_model.safetensors does not match its recorded SHA-256" in line
 
 
+def test_trained_peft_format_output_records_and_checks_its_hashes(work, monkeypatch, capsys):
+    """Outputs written in PEFT format by a method (here a linear merge of library LoRAs) record their files'
+    hashes in loralab_train.json, and eval refuses a flipped byte."""
+    out = work / "merged-lora"
+    train_method("merge_linear", build_tiny_model("llama", seed=0), [toy_task("alpha", n=16)], out,
+                 library=work / "lib", experts=["alpha"], hparams=HP, progress=False)
+    meta = json.loads((out / "loralab_train.json").read_text())
+    assert meta["files"][PEFT_WEIGHTS] == sha256_file(out / PEFT_WEIGHTS)
+    code, _, err = run_cli(monkeypatch, capsys, *eval_args(work, out))
+    assert code == 0, err
+    (work / "result.json").unlink()
+    flip_last_byte(out / PEFT_WEIGHTS)
+    assert "adapter_model.safetensors does not match its recorded SHA-256" in cli_error(
+        monkeypatch, capsys, work, *eval_args(work, out))
+
+
+def test_task_routed_checkpoint_on_an_unseen_task_is_one_line(work, monkeypatch, capsys):
+    """MoRE routes by task: evaluating it on a task it was not trained on names the trained tasks, no traceback."""
+    records = [{"id": f"g{i}", "prompt": f"Q: is {i} odd?\nA:", "choices": [" yes", " no"], "answer_index": 1 - i % 2}
+               for i in range(12)]
+    (work / "gamma.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    code, _, err = run_cli(monkeypatch, capsys, "eval", "--model", "tiny-llama", "--task", str(work / "gamma.jsonl"),
+                           "--adapter", str(work / "more"), "--split", "all", "--out", str(work / "result.json"))
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "routes by task and was trained on alpha, beta, not 'gamma'" in err
+    assert not (work / "result.json").exists()
+
+
 def test_checkpoint_without_recorded_hashes_still_loads(work, caplog):
     """Checkpoints written before hashes were recorded load, with a warning that nothing was checked."""
     meta_file = work / "more" / "loralab_method.json"

@@ -16,7 +16,7 @@ from loralab.data import Task, load_task
 from loralab.errors import AdapterError, UserInputError
 from loralab.library.store import AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, load_model
-from loralab.utils.io import atomic_dir, check_output_path
+from loralab.utils.io import atomic_dir
 
 logger = logging.getLogger(__name__)
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which>A|B)(?:\.[^.]+)?\.weight$")
@@ -145,7 +145,9 @@ def import_adapter(
     from loralab.adapters import attach_adapter
     from loralab.models.loading import check_device
 
-    check_output_path(library, kind="dir", option="library")
+    from loralab.library.build import check_library_out
+
+    check_library_out(library, option="library")  # writes only into a new, empty or loralab library folder
     if not isinstance(model, LoadedModel):
         check_device(device)  # a device that does not exist here fails before anything is read
     lib = Library(library)

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from loralab.errors import TaskRoutingError
+
 
 @dataclass
 class RouterRecord:
@@ -63,6 +65,6 @@ class RoutingState:
         if self.task_ids is not None:
             return self.task_ids.to(device)
         if self.default_task_id is None:
-            raise ValueError("this method routes by task: pass task_ids in the batch or set a default task "
-                             "(MoEModel.routing(task=...))")
+            raise TaskRoutingError("this method routes by task: pass task_ids in the batch or set a default task "
+                                   "(MoEModel.routing(task=...))")
         return torch.full((batch_size,), self.default_task_id, dtype=torch.long, device=device)

@@ -57,7 +57,7 @@ from loralab.moe.config import MethodConfig
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
 from loralab.moe.state import RoutingState
-from loralab.utils.io import atomic_dir, dumps_json
+from loralab.utils.io import atomic_dir, dumps_json, json_safe
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +83,6 @@ def no_training(seconds: float = 0.0, examples: int = 0) -> dict[str, Any]:
     return {"steps": 0, "loss": math.nan, "seconds": round(seconds, 2), "examples": examples}
 
 
-def json_safe(obj: Any) -> Any:
-    """NaN/inf floats -> None (strict JSON), recursively."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
 def provenance(request, info: dict[str, Any]) -> dict[str, Any]:
     """The content of `loralab_train.json`: what was run, on what, from which experts."""
     from loralab.utils.env import git_hash, package_versions
@@ -109,6 +98,7 @@ def provenance(request, info: dict[str, Any]) -> dict[str, Any]:
 def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name: str = "default") -> None:
     """Write one adapter of `peft_model` as a plain PEFT directory at `out` (atomically), plus provenance."""
     from loralab.library.build import normalize_adapter_config
+    from loralab.library.store import sha256_file
 
     with atomic_dir(out) as tmp:
         staging = tmp / ".peft"
@@ -119,7 +109,9 @@ def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name:
                 shutil.move(str(path), tmp / path.name)
         shutil.rmtree(staging)
         normalize_adapter_config(tmp)
-        (tmp / PROVENANCE_FILE).write_text(dumps_json(meta, indent=2) + "\n", encoding="utf-8")
+        # the weights' hashes, so every reader (eval, merge, selection) can tell a modified or corrupt file
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / PROVENANCE_FILE).write_text(dumps_json({**meta, "files": files}, indent=2) + "\n", encoding="utf-8")
 
 
 def check_distinct_experts(request) -> None:
