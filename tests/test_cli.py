@@ -144,7 +144,7 @@ def copy_task(src, dst):
     "args, needle",
     [
         (["--config", "{tmp}/bad.yaml"], "unknown key 'rnak'"),
-        (["--max-steps", "0"], "max_steps must be an integer >= 1"),
+        (["--max-steps", "0"], "options: max_steps: out of range (got 0; allowed: an integer >= 1"),
         (["--eval-limit", "-1"], "--eval-limit must be >= 0"),
     ],
 )

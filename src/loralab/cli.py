@@ -33,6 +33,8 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with bigbench/ and gsm8k/ "
                     "(default: $LORALAB_DATA_DIR, else downloaded once into the cache).")]
 Split = Annotated[str, typer.Option(help="train, validation, test or all.")]
+AllowBaseMismatch = Annotated[bool, typer.Option("--allow-base-mismatch", help="Use an adapter whose loralab "
+                              "metadata records another base model (module names and shapes must still fit).")]
 
 
 @app.callback()
@@ -131,6 +133,7 @@ def eval_cmd(
     log_samples: Annotated[bool, typer.Option(help="Keep per-example outputs in the result JSON.")] = False,
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickle (.bin) weights. Only for files you trust.")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="Run model code from the hub. Only for repos you trust.")] = False,
+    allow_base_mismatch: AllowBaseMismatch = False,
     data_dir: DataDir = None,
 ) -> None:
     """Evaluate a model (and optional adapter) on a task: acc/acc_norm/acc_ppl or exact_match."""
@@ -140,7 +143,8 @@ def eval_cmd(
         raise _usage(f"--batch-size must be >= 1, got {batch_size}")
     record = run_eval(model, task, adapter=adapter, split=split, limit=limit, num_fewshot=num_fewshot,
                       batch_size=batch_size, data_dir=data_dir, device=device, log_samples=log_samples,
-                      allow_pickle=allow_pickle, trust_remote_code=trust_remote_code, out=out_file)
+                      allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                      allow_base_mismatch=allow_base_mismatch, out=out_file)
     table = Table(title=f"{record['model']} on {record['task']} ({record['split']}, n={record['n']})")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -164,7 +168,6 @@ def data_export(
 ) -> None:
     """Write rendered examples (prompt, choices, answer_index or targets) that any harness can score."""
     from loralab.api import export_task
-
     n = export_task(task, out_file, split=split, limit=limit, num_fewshot=num_fewshot, data_dir=data_dir)
     err.print(f"wrote {n} examples to {out_file}")
 
@@ -216,6 +219,7 @@ def library_add(
     task: Annotated[str, typer.Option(help="The task this adapter is for (suite name or task file).")],
     model: Annotated[Optional[str], typer.Option(help="Base model (default: the library's only model).")] = None,
     allow_pickle: Annotated[bool, typer.Option(help="Accept adapter_model.bin (pickle). Only if you trust it.")] = False,
+    allow_base_mismatch: AllowBaseMismatch = False,
     eval_limit: Annotated[int, typer.Option(help="Evaluate base and adapter on N examples (0: skip).")] = 0,
     eval_split: Split = "test",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ...")] = None,
@@ -223,9 +227,9 @@ def library_add(
 ) -> None:
     """Import an existing PEFT LoRA after checking that it fits the base model (modules, shapes, rank)."""
     from loralab.library import import_adapter
-
-    entry = import_adapter(library, adapter, task, model=model, allow_pickle=allow_pickle, eval_split=eval_split,
-                           eval_limit=eval_limit, data_dir=data_dir, device=device)
+    entry = import_adapter(library, adapter, task, model=model, allow_pickle=allow_pickle,
+                           allow_base_mismatch=allow_base_mismatch, eval_split=eval_split, eval_limit=eval_limit,
+                           data_dir=data_dir, device=device)
     err.print(f"added {entry.task} ({entry.model}) to {library}")
 
 
@@ -268,6 +272,10 @@ def train_cmd(
     expert_list = [e.strip() for e in experts.split(",") if e.strip()] if experts else None
     hp = load_hparams(hparams, max_steps=max_steps, report_to=report_to)
     method_cfg = read_yaml_mapping(config) if config is not None else None
+    if method_cfg is not None:  # checked here too, so an error names the file (train_method only sees a mapping)
+        from loralab.moe.registry import get_method
+
+        get_method(method).config_cls.from_dict(method_cfg, where=str(config))
     info = train_method(method, model, tasks, out, library=library, experts=expert_list, config=method_cfg,
                         hparams=hp, data_dir=data_dir, device=device)
     err.print(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}); wrote {out}")
@@ -283,6 +291,7 @@ def merge_cmd(
     nearest: Annotated[int, typer.Option(help="MoRE, task not seen in training: pick the nearest training task "
                                               "from this many of its train examples.")] = 0,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ...")] = None,
+    allow_base_mismatch: AllowBaseMismatch = False,
     data_dir: DataDir = None,
 ) -> None:
     """Fold an adapter into the base weights (per task) and save a plain transformers model."""
@@ -291,7 +300,7 @@ def merge_cmd(
     if nearest < 0:
         raise _usage(f"--nearest must be >= 0, got {nearest}")
     record = merge_adapter(adapter, out_dir, task=task, model=model, nearest_examples=nearest, data_dir=data_dir,
-                           device=device)
+                           device=device, allow_base_mismatch=allow_base_mismatch)
     chosen = f" for task {record['merged_task']}" if record.get("merged_task") else ""
     err.print(f"merged {record['method']} adapter{chosen} into {record['model']}; wrote {out_dir}")
 

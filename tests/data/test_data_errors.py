@@ -451,11 +451,13 @@ FILE_CASES: list[tuple[str, str, str | bytes, list[str]]] = [
         "yaml_bad_source",
         "t.yaml",
         "source: bigbnech\npath: x\n",
-        ["source must be one of ('bigbench', 'gsm8k', 'jsonl', 'csv', 'hf'), got 'bigbnech'"],
+        ["source: not an allowed value, did you mean 'bigbench'? (got 'bigbnech'; allowed: 'bigbench', 'gsm8k', 'jsonl', "
+         "'csv', 'hf')"],
     ),
-    ("yaml_missing_source", "t.yaml", "path: x\n", ["source must be one of", "got None"]),
-    ("yaml_missing_path", "t.yaml", "source: jsonl\n", ["'path' must be a string"]),
-    ("yaml_path_not_string", "t.yaml", "source: jsonl\npath: [a, b]\n", ["'path' must be a string"]),
+    ("yaml_missing_source", "t.yaml", "path: x\n", ["t.yaml: missing required key(s) source"]),
+    ("yaml_missing_path", "t.yaml", "source: jsonl\n", ["t.yaml: missing required key(s) path"]),
+    ("yaml_path_not_string", "t.yaml", "source: jsonl\npath: [a, b]\n",
+     ["t.yaml: path: wrong type (got ['a', 'b']; allowed: a string)"]),
     (
         "yaml_hf_key_on_jsonl",
         "t.yaml",
@@ -468,13 +470,13 @@ FILE_CASES: list[tuple[str, str, str | bytes, list[str]]] = [
         "yaml_generation_not_mapping",
         "t.yaml",
         "source: jsonl\npath: x.jsonl\ngeneration: 5\n",
-        ["'generation' must be a mapping"],
+        ["t.yaml: generation: wrong type (got 5; allowed: a mapping"],
     ),
     (
         "yaml_generation_unknown_key",
         "t.yaml",
         "source: jsonl\npath: x.jsonl\ngeneration: {stops: []}\n",
-        ["generation: unknown key(s) ['stops']"],
+        ["t.yaml: generation: unknown key 'stops' (did you mean 'stop'?); allowed:"],
     ),
     (
         "yaml_missing_target_file",

@@ -199,8 +199,9 @@ case("jsonl_deeply_nested", TaskFormatError, "t.jsonl:1: JSON nested too deeply"
     export_of("t.jsonl", '{"prompt": "p", "targets": "x", "metadata": ' + "[" * 100_000 + "\n"))
 case("jsonl_unknown_field", TaskFormatError, "unknown field 'answer' (did you mean 'answer_index'?)")(
     export_of("t.jsonl", jl({**MC, "answer": 0})))
-case("csv_cell_over_csv_limit", TaskFormatError, "t.csv:2: unreadable CSV (field larger than field limit")(
-    export_of("t.csv", 'prompt,targets\n"' + "x" * 150_000 + '",y\n'))
+# CSV holds what JSONL holds: a prompt over the one text limit (not the csv module's 131072-character cell limit)
+case("csv_huge_prompt", TaskFormatError, f"t.csv:2: 'prompt' has {MAX_TEXT_CHARS + 1} characters; the limit is 200000")(
+    export_of("t.csv", 'prompt,targets\n"' + "x" * (MAX_TEXT_CHARS + 1) + '",y\n'))
 case("csv_extra_cells", TaskFormatError, "t.csv:2: more cells than header columns")(
     export_of("t.csv", "prompt,targets\np,x,extra\n"))
 case("bigbench_no_correct_answer", TaskFormatError, "examples[0]: no correct answer")(
@@ -214,7 +215,7 @@ case("yaml_unknown_key", TaskFormatError, "unknown key 'sorce' (did you mean 'so
 case("yaml_deeply_nested", TaskFormatError, "t.yaml: YAML nested too deeply")(
     export_of("t.yaml", "source: " + "[" * 5000))
 case("yaml_bad_source", TaskFormatError,
-     "source must be one of ('bigbench', 'gsm8k', 'jsonl', 'csv', 'hf'), got 'jsnl'")(
+     "t.yaml: source: not an allowed value, did you mean 'jsonl'? (got 'jsnl'; allowed: 'bigbench', 'gsm8k', 'jsonl'")(
     export_of("t.yaml", "source: jsnl\npath: x.jsonl\n"))
 
 case("yaml_path_is_a_folder", TaskFormatError, "cannot read the task file (Is a directory)")(
@@ -231,14 +232,16 @@ def _(d: Path):
 
 case("hparams_unknown_key", ConfigError, "unknown key 'rnak' (did you mean 'rank'?); allowed:")(
     build_with_config("rnak: 4\n"))
-case("hparams_wrong_type", ConfigError, "rank must be int, got 'eight'")(build_with_config("rank: eight\n"))
-case("hparams_bool_for_int", ConfigError, "batch_size must be int, got True")(build_with_config("batch_size: true\n"))
-case("hparams_impossible_dropout", ConfigError, "dropout must be in [0, 1), got 1.5")(
+case("hparams_wrong_type", ConfigError, "hp.yaml: rank: wrong type (got 'eight'; allowed: an integer >= 1)")(
+    build_with_config("rank: eight\n"))
+case("hparams_bool_for_int", ConfigError, "batch_size: wrong type (got true; allowed: an integer >= 1)")(
+    build_with_config("batch_size: true\n"))
+case("hparams_impossible_dropout", ConfigError, "dropout: out of range (got 1.5; allowed: a number >= 0 and < 1)")(
     build_with_config("dropout: 1.5\n"))
-case("hparams_zero_steps", ConfigError, "max_steps must be an integer >= 1, got 0")(
+case("hparams_zero_steps", ConfigError, "max_steps: out of range (got 0; allowed: an integer >= 1 or null)")(
     build_with_config("max_steps: 0\n"))
-case("hparams_bad_scheduler", ConfigError, "scheduler must be 'linear' or 'cosine'")(
-    build_with_config("scheduler: cosin\n"))
+case("hparams_bad_scheduler", ConfigError, "scheduler: not an allowed value, did you mean 'cosine'? (got 'cosin'; "
+     "allowed: 'linear', 'cosine'")(build_with_config("scheduler: cosin\n"))
 case("hparams_not_a_mapping", ConfigError, "a config must be a mapping of keys to values, got list")(
     build_with_config("- rank: 4\n"))
 case("hparams_deeply_nested", ConfigError, "YAML nested too deeply")(build_with_config("rank: " + "[" * 5000))
@@ -260,7 +263,7 @@ case("method_rank_not_divisible", ConfigError, "must be divisible by num_experts
     train_with_method_config("moelora", {"rank": 6, "num_experts": 4}))
 case("method_unknown_key", ConfigError, "unknown key 'num_expert' (did you mean 'num_experts'?)")(
     train_with_method_config("loramoe", {"num_expert": 4}))
-case("method_wrong_type", ConfigError, "num_experts must be int, got '4'")(
+case("method_wrong_type", ConfigError, "LoRAMoEConfig: num_experts: wrong type (got '4'; allowed: an integer)")(
     train_with_method_config("loramoe", {"num_experts": "4"}))
 
 

@@ -138,10 +138,10 @@ def test_manual_relevance_file_list_and_score_forms(tiny_library, tmp_path):
 
 
 @pytest.mark.parametrize("text, needle", [
-    ("parity: [eco]\n", r"relevance.yaml \[parity\]: unknown listed task 'eco'.*Did you mean 'echo'"),
+    ("parity: [eco]\n", r"relevance.yaml: parity: unknown listed task 'eco'.*Did you mean 'echo'"),
     ("parity: [echo]\nparty: [succ]\n", r"unknown target key 'party'.*Did you mean 'parity'"),
-    ("parity: echo\n", r"\[parity\]: must be a list of relevant tasks or a mapping of task to score, got str"),
-    ("parity: {echo: high}\n", r"the score of 'echo' must be a finite number, got 'high'"),
+    ("parity: echo\n", r"relevance.yaml: parity: wrong type \(got 'echo'; allowed: a list of relevant tasks or a mapping of task to score\)"),
+    ("parity: {echo: high}\n", r"relevance.yaml: parity.echo: wrong type \(got 'high'; allowed: a number\)"),
     ("succ: [echo]\n", r"has no entry for the target task 'parity' \(it has: succ\)"),
     ("- parity\n", r"a config must be a mapping"),
     ("parity: [echo\n", r"invalid YAML"),

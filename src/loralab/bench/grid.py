@@ -30,41 +30,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Le, MinLen
+from pydantic import StringConstraints
 
 from loralab.errors import ConfigError, UnknownNameError
 from loralab.library.hparams import LoRAHparams
-from loralab.utils.config import from_mapping, read_yaml_mapping
+from loralab.utils.config import Describe, check, from_mapping, read_yaml_mapping
 
 SHIPPED = {"quickstart": "quickstart.yaml", "loralib": "loralib.yaml"}
 LIST_KEYS = ("models", "methods", "targets", "strategies", "k", "seeds", "from_scratch")
 
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """The YAML keys. `library`, `train`, `eval`, `resources` are mappings checked by their own dataclasses;
-    `selection` maps a strategy to its options; `method_config` a method to its config overrides."""
-
-    models: tuple[str, ...]
-    methods: tuple[str, ...]
-    targets: tuple[str, ...]
-    name: str = "bench"
-    strategies: tuple[str, ...] = ()
-    k: tuple[int, ...] = (2,)
-    seeds: tuple[int, ...] = (0,)
-    library: dict | None = None
-    train: dict | str | None = None
-    method_config: dict | None = None
-    selection: dict | None = None
-    from_scratch: tuple[str, ...] = ()
-    eval: dict | None = None
-    resources: dict | None = None
-    keep_checkpoints: bool = False
-    device: str | None = None
-    data_dir: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+# `name` names the default output folder (./bench-NAME) and the report: one path component that cannot
+# climb out of the working folder (no '/', no '..', no leading dot).
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
+BenchName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100),
+                      Describe("letters, digits, '_', '-' and single dots inside, at most 100 characters "
+                               "(it names the folder bench-NAME)")]
+Names = Annotated[tuple[str, ...], MinLen(1)]
+Seeds = tuple[Annotated[int, Ge(0), Le(2**32 - 1)], ...]
+Options = dict[str, Any]  # one strategy's / method's options: checked against its own config class later
 
 
 @dataclass(frozen=True)
@@ -76,23 +62,52 @@ class LibrarySpec:
 
     tasks: tuple[str, ...] = ()
     path: str | None = None
-    hparams: dict | str | None = None
-    eval_limit: int = 0
+    hparams: dict | str | None = field(default=None, metadata={"schema": LoRAHparams | str | None})
+    eval_limit: Annotated[int, Ge(0)] = 0
 
 
 @dataclass(frozen=True)
 class EvalSpec:
-    split: str = "test"
-    limit: int | None = 200
-    batch_size: int = 8
+    split: Literal["train", "validation", "test"] = "test"
+    limit: Annotated[int, Ge(1)] | None = 200
+    batch_size: Annotated[int, Ge(1)] = 8
 
 
 @dataclass(frozen=True)
 class Resources:
     """Per-cell resources for the Ray executor (the local executor runs one cell at a time)."""
 
-    cpus: float = 1.0
-    gpus: float = 0.0
+    cpus: Annotated[float, Gt(0)] = 1.0
+    gpus: Annotated[float, Ge(0)] = 0.0
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The YAML keys. `library`, `train`, `eval`, `resources` stay mappings here (as written, for the database)
+    but are checked as `LibrarySpec`, `LoRAHparams` (or a YAML path), `EvalSpec`, `Resources` (`metadata["schema"]`);
+    `selection` maps a strategy to its options, `method_config` a method to its config overrides (both checked
+    against the strategy's / method's config class once the names are known)."""
+
+    models: Names
+    methods: Names
+    targets: Names
+    name: BenchName = "bench"
+    strategies: tuple[str, ...] = ()
+    k: tuple[Annotated[int, Ge(1)], ...] = (2,)
+    seeds: Annotated[Seeds, MinLen(1)] = (0,)
+    library: dict | None = field(default=None, metadata={"schema": LibrarySpec | None})
+    train: dict | str | None = field(default=None, metadata={"schema": LoRAHparams | str | None})
+    method_config: dict | None = field(default=None, metadata={"schema": dict[str, Options] | None})
+    selection: dict | None = field(default=None, metadata={"schema": dict[str, Options] | None})
+    from_scratch: tuple[str, ...] = ()
+    eval: dict | None = field(default=None, metadata={"schema": EvalSpec | None})
+    resources: dict | None = field(default=None, metadata={"schema": Resources | None})
+    keep_checkpoints: bool = False
+    device: str | None = None
+    data_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)
@@ -156,8 +171,13 @@ def resolve_config_path(spec: str | os.PathLike[str] | None) -> Path:
     if spec is None:
         return shipped_config("quickstart")
     path = Path(spec)
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        shown = str(spec) if len(str(spec)) <= 60 else str(spec)[:57] + "..."
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"config path {shown!r} is not a usable path ({reason})") from None
     if str(spec) in SHIPPED:
         return shipped_config(str(spec))
     if path.suffix in (".yaml", ".yml") or "/" in str(spec) or os.sep in str(spec):
@@ -172,36 +192,36 @@ def load_bench(spec: str | os.PathLike[str] | None = None) -> Bench:
 
 
 def bench_from_mapping(data: Mapping[str, Any], where: str = "config", base_dir: Path | None = None) -> Bench:
+    """Check `data` against the `BenchConfig` schema (every section, at any depth), then names and sizes."""
     from loralab.bench.checks import check_bench
 
-    missing = [k for k in ("models", "methods", "targets") if k not in data]
-    if missing:
-        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
-    config = from_mapping(BenchConfig, {k: _listify(k, v) for k, v in data.items()}, where=where)
+    if isinstance(data, Mapping):
+        data = {k: _listify(k, v) for k, v in data.items()}
+        if isinstance(data.get("library"), Mapping) and "tasks" in data["library"]:
+            data["library"] = {**data["library"], "tasks": _listify("targets", data["library"]["tasks"])}
+    config = BenchConfig(**check(BenchConfig, data, where))
     base_dir = base_dir or Path.cwd()
     return check_bench(_resolve(config, where, base_dir), where, base_dir)
 
 
 def _listify(key: str, value: Any) -> Any:
-    """`k: 2` and `seeds: 0` mean one value; the dataclass wants lists."""
+    """`k: 2` and `seeds: 0` mean one value; the schema wants lists."""
     if key in LIST_KEYS and isinstance(value, (str, int)) and not isinstance(value, bool):
         return [value]
     return value
 
 
 def _resolve(cfg: BenchConfig, where: str, base_dir: Path) -> Bench:
-    """Typed sub-configs; relative paths in a config file are relative to that file."""
-    lib_data = dict(cfg.library or {})
-    lib_data["tasks"] = _listify("targets", lib_data.get("tasks", list(cfg.targets)))
-    lib = from_mapping(LibrarySpec, lib_data, where=f"{where} [library]")
+    """Typed sub-configs (already checked by the schema); relative paths in a config file are relative to it."""
+    lib = LibrarySpec(**{"tasks": cfg.targets, **(cfg.library or {})})
     lib = dataclasses.replace(lib, tasks=tuple(_path_or_name(t, base_dir) for t in lib.tasks),
                               path=str(base_dir / lib.path) if lib.path else None)
     return Bench(
         config=cfg, library=lib,
-        library_hparams=_hparams(lib.hparams, f"{where} [library.hparams]", base_dir),
-        hparams=_hparams(cfg.train, f"{where} [train]", base_dir),
-        evaluation=from_mapping(EvalSpec, dict(cfg.eval or {}), where=f"{where} [eval]"),
-        resources=from_mapping(Resources, dict(cfg.resources or {}), where=f"{where} [resources]"),
+        library_hparams=_hparams(lib.hparams, where, ("library", "hparams"), base_dir),
+        hparams=_hparams(cfg.train, where, ("train",), base_dir),
+        evaluation=EvalSpec(**(cfg.eval or {})),
+        resources=Resources(**(cfg.resources or {})),
         targets=tuple(_path_or_name(t, base_dir) for t in cfg.targets),
         data_dir=str(base_dir / cfg.data_dir) if cfg.data_dir else None,
     )
@@ -259,22 +279,24 @@ def _seed_free_protocol(bench: Bench, method: str) -> dict[str, Any]:
     return {k: v for k, v in out.items() if k not in drop}
 
 
-def _hparams(value: Any, where: str, base_dir: Path) -> LoRAHparams:
+def _hparams(value: Mapping[str, Any] | str | None, where: str, at: tuple[str, ...], base_dir: Path) -> LoRAHparams:
+    """A section's hyperparameters: inline (checked where they are written) or a YAML file beside the config."""
     if value is None:
         return LoRAHparams()
     if isinstance(value, str):
-        value = read_yaml_mapping(base_dir / value)
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: must be a mapping of LoRAHparams fields or a YAML file path")
-    return from_mapping(LoRAHparams, dict(value), where=where)
+        path = base_dir / value
+        return from_mapping(LoRAHparams, read_yaml_mapping(path), where=str(path))
+    return from_mapping(LoRAHparams, value, where=where, at=at)
 
 
-def _path_or_name(spec: Any, base_dir: Path) -> str:
+def _path_or_name(spec: str, base_dir: Path) -> str:
     """Suite names stay names; a task file given relative to the config file is made absolute."""
-    if not isinstance(spec, str):
-        raise ConfigError(f"a task must be a name or a file path (a string), got {spec!r}")
     candidate = base_dir / spec
-    if ("/" in spec or os.sep in spec or Path(spec).suffix) and candidate.exists():
+    try:
+        exists = candidate.exists()
+    except OSError:  # a name too long for the file system: not a file, so a name (refused later if unknown)
+        exists = False
+    if ("/" in spec or os.sep in spec or Path(spec).suffix) and exists:
         return str(candidate.resolve())
     return spec
 

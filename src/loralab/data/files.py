@@ -14,22 +14,29 @@ A record has:
 In CSV, `choices`, list-valued `answer_index`/`targets` and `metadata`/`generation` are JSON strings;
 an empty cell means the field is absent. `loralab data export` writes this format, so an exported file
 is itself a task that scores the same.
+
+One rule for reading and writing: what the readers accept is decided by the record checks below (text
+fields of at most `MAX_FIELD_CHARS` characters, strict JSON: no NaN/Infinity), not by the file format,
+so the csv module's own cell limit (131072 characters) is lifted to the size of the file; and
+`write_jsonl` passes every line it writes through the same checks, so an export the reader would
+refuse (a few-shot prompt over the limit, say) is refused when written, not when read back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from loralab.data.schema import MAX_TEXT_CHARS, SPLITS, Example, GenerationSpec, Task
+from loralab.data.schema import MAX_TEXT_CHARS, SPLITS, Example, GenerationSpec, Task, validate_example
 from loralab.data.split import assign_split, content_id
 from loralab.errors import TaskFormatError
-from loralab.utils.io import atomic_path
+from loralab.utils.io import atomic_path, dumps_json
 
 RECORD_KEYS = ("id", "prompt", "choices", "answer_index", "targets", "target", "split", "metadata", "generation")
 MAX_FIELD_CHARS = MAX_TEXT_CHARS  # a prompt longer than this is a broken file, not a task
@@ -42,33 +49,59 @@ def load_jsonl_task(path: str | Path, *, name: str | None = None) -> Task:
     for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TaskFormatError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        except RecursionError:
-            raise TaskFormatError(f"{path}:{lineno}: JSON nested too deeply to be a record") from None
-        records.append((f"{path}:{lineno}", rec))
+        records.append((f"{path}:{lineno}", _parse_line(line, f"{path}:{lineno}")))
     return records_to_task(records, name=name or path.stem, source=str(path))
+
+
+def _parse_line(line: str, where: str) -> Any:
+    """One JSONL line as strict JSON (NaN and Infinity are not JSON: `write_jsonl` writes them as null)."""
+    try:
+        return json.loads(line, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise TaskFormatError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise TaskFormatError(f"{where}: JSON nested too deeply to be a record") from None
+    except ValueError as exc:
+        raise TaskFormatError(f"{where}: invalid JSON ({exc})") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON; use null for a missing number")
 
 
 def load_csv_task(path: str | Path, *, name: str | None = None) -> Task:
     path = Path(path)
+    text = _read_text(path)
     # newline="": the csv module must see the line endings itself, or quoted cells with newlines break.
-    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     records = []
-    for rowno, row in _csv_rows(reader, path):
-        where = f"{path}:{rowno}"
-        if None in row:
-            raise TaskFormatError(f"{where}: more cells than header columns")
-        rec = {k: _csv_cell(k, v, where) for k, v in row.items() if v not in (None, "")}
-        records.append((where, rec))
+    with _cell_limit(len(text) + 1):
+        for rowno, row in _csv_rows(reader, path):
+            where = f"{path}:{rowno}"
+            if None in row:
+                raise TaskFormatError(f"{where}: more cells than header columns")
+            rec = {k: _csv_cell(k, v, where) for k, v in row.items() if v not in (None, "")}
+            records.append((where, rec))
     return records_to_task(records, name=name or path.stem, source=str(path))
 
 
+@contextlib.contextmanager
+def _cell_limit(chars: int) -> Iterator[None]:
+    """Lift the csv module's cell limit (process-wide, 131072 characters by default) while one file is read.
+
+    A cell cannot be longer than the file, so with the limit at the file's length the record checks alone
+    decide, as they do for JSONL: a 150000-character prompt reads from CSV exactly when it does from JSONL.
+    """
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, chars))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _csv_rows(reader: csv.DictReader, path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(row number, row) with the header as row 1; the csv module's own errors (e.g. a cell over its
-    131072-character limit) become one-line TaskFormatErrors."""
+    """(row number, row) with the header as row 1; the csv module's own errors become one-line TaskFormatErrors."""
     rowno = 1
     while True:
         rowno += 1
@@ -94,8 +127,8 @@ def _read_text(path: Path) -> str:
 def _csv_cell(key: str, value: str, where: str) -> Any:
     if key in ("choices", "metadata", "generation") or (key in ("answer_index", "targets") and value[:1] == "["):
         try:
-            return json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
+            return json.loads(value, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError, as is NaN
             raise TaskFormatError(f"{where}: column {key!r} must hold JSON, got {value!r:.60}") from None
     if key == "answer_index":
         try:
@@ -214,10 +247,36 @@ def example_record(task: Task, ex: Example, prompt: str | None = None) -> dict[s
 
 
 def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]]) -> int:
-    """Write records atomically; returns how many were written."""
+    """Write records atomically; returns how many were written.
+
+    Each line is read back with the reader's own checks before it is written, so a file this writes
+    always loads: a record the reader would refuse (a prompt over `MAX_FIELD_CHARS` characters, text that
+    is not valid Unicode) is one `TaskFormatError` naming it, and nothing is written.
+    """
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            n += 1
+        for n, rec in enumerate(records, start=1):
+            fh.write(_checked_line(rec, f"cannot export to {path}: record {n}") + "\n")
     return n
+
+
+def _checked_line(rec: Mapping[str, Any], where: str) -> str:
+    """`rec` as the JSONL line the reader will see, after the reader's checks passed on that very line."""
+    if isinstance(rec, Mapping) and "id" in rec:
+        where = f"{where} (id {rec['id']!r:.40})"
+    try:
+        line = dumps_json(rec)
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TaskFormatError(f"{where}: text with a lone surrogate (\\uD800-\\uDFFF) is not valid Unicode and "
+                              "cannot be written as UTF-8") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TaskFormatError(f"{where}: not writable as JSON ({exc})") from None
+    try:  # what load_jsonl_task does with one line (records_to_task adds only checks across lines)
+        ex, kind, generation = _record_to_example(_parse_line(line, where), where)
+        validate_example(ex, kind, where)
+        if generation:
+            GenerationSpec.from_dict(generation, where=f"{where}: generation")
+    except TaskFormatError as exc:
+        raise TaskFormatError(f"{exc} (a file with it could not be read back)") from None
+    return line

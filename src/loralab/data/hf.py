@@ -39,6 +39,7 @@ def load_hf_task(
     name: str | None = None,
     generation: GenerationSpec | None = None,
     trust_remote_code: bool = False,
+    where: str = "hf task",
 ) -> Task:
     """Load a dataset and map its columns to unified examples.
 
@@ -51,11 +52,13 @@ def load_hf_task(
         targets: Column with the reference string(s) of a generation task.
         choice_format: Template applied to each choice (e.g. " {}" to put a space before it).
         splits: loralab split -> dataset split; defaults to same names, missing ones re-split by hash.
+        where: What errors name (the task YAML file).
     """
     if (choices is None) == (targets is None):
-        raise TaskFormatError("hf task: give exactly one of 'choices' (multiple choice) or 'targets' (generation)")
+        raise TaskFormatError(f"{where}: give exactly one of 'choices' (multiple choice) or 'targets' (generation)")
     if choices is not None and answer is None:
-        raise TaskFormatError("hf task: multiple choice needs 'answer' (the column with the correct choice)")
+        raise TaskFormatError(f"{where}: multiple choice needs 'answer' (the column with the correct choice)")
+    _check_choice_format(choice_format, where)
     dataset = _load(path, subset, trust_remote_code)
     mapping = dict(DEFAULT_SPLITS, **(splits or {}))
     available = {k: v for k, v in mapping.items() if v in dataset}
@@ -82,6 +85,15 @@ def load_hf_task(
     return Task(name=name or Path(path).name, kind=kind, examples=unique,  # type: ignore[arg-type]
                 metric="acc" if kind == "multiple_choice" else "exact_match",
                 generation=generation or GenerationSpec(), source=f"hf:{path}")
+
+
+def _check_choice_format(template: str, where: str) -> None:
+    """Before the dataset loads: `choice_format` must format one choice (a bad template fails on every row)."""
+    try:
+        template.format("choice")
+    except (IndexError, KeyError, ValueError) as exc:
+        raise TaskFormatError(f"{where}: choice_format: not a template of one choice (got {template!r:.60}; "
+                              f"allowed: a str.format template with one {{}} field, e.g. ' {{}}'; {exc!r})") from None
 
 
 def _load(path: str, subset: str | None, trust_remote_code: bool) -> Any:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Literal
 
 from loralab.data.bigbench import load_bigbench_task
 from loralab.data.files import load_csv_task, load_jsonl_task
@@ -16,15 +14,37 @@ from loralab.data.hf import load_hf_task
 from loralab.data.schema import TASK_KINDS, GenerationSpec, Task
 from loralab.data.suite import SUITE, SUITE_FORMAT, suite_task
 from loralab.errors import TaskFormatError, UnknownNameError
+from loralab.utils.config import check, read_yaml_mapping
 
-_YAML_KEYS = {
-    "name", "source", "path", "kind", "description", "domain", "generation",
-    "subset", "prompt", "choices", "answer", "answer_labels", "targets", "choice_format", "splits",
-    "trust_remote_code",
-}
-_SOURCES = ("bigbench", "gsm8k", "jsonl", "csv", "hf")
 _HF_KEYS = ("subset", "prompt", "choices", "answer", "answer_labels", "targets", "choice_format", "splits",
             "trust_remote_code")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The keys of a task YAML; its schema checks a file (types, nulls, unknown keys) before anything is read.
+
+    `source` + `path` say what to read (a relative path is relative to the YAML file, except a hub id);
+    `name`, `description`, `domain` and `generation` override what the source says; `kind` picks a
+    BIG-bench task's kind; the rest is the column mapping of a Hugging Face dataset (`load_hf_task`).
+    """
+
+    source: Literal["bigbench", "gsm8k", "jsonl", "csv", "hf"]
+    path: str
+    name: str | None = None
+    kind: Literal["multiple_choice", "generation"] | None = None
+    description: str | None = None
+    domain: str | None = None
+    generation: dict | None = field(default=None, metadata={"schema": GenerationSpec | None})
+    subset: str | None = None
+    prompt: str | None = None
+    choices: str | tuple[str, ...] | None = None
+    answer: str | None = None
+    answer_labels: str | None = None
+    targets: str | None = None
+    choice_format: str = "{}"
+    splits: dict[Literal["train", "validation", "test"], str] | None = None
+    trust_remote_code: bool = False
 
 
 def load_task(spec: str, *, data_dir: str | os.PathLike[str] | None = None, kind: str | None = None) -> Task:
@@ -43,7 +63,13 @@ def load_task(spec: str, *, data_dir: str | os.PathLike[str] | None = None, kind
         rel = spec.removeprefix("bigbench:")
         return load_bigbench_task(bigbench_task_dir(rel, data_dir), kind=kind, name=rel.replace("/", "_"))
     path = Path(spec)
-    if path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        shown = spec if len(spec) <= 60 else spec[:57] + "..."
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise TaskFormatError(f"task {shown!r} is neither a suite name nor a usable path ({reason})") from None
+    if exists:
         return _load_path(path, kind, data_dir)
     if any(sep in spec for sep in ("/", os.sep)) or path.suffix:
         raise TaskFormatError(f"task file does not exist: {spec}")
@@ -81,35 +107,26 @@ def _load_path(path: Path, kind: str | None, data_dir: str | os.PathLike[str] | 
 def load_task_config(path: str | os.PathLike[str]) -> Task:
     """A declarative task YAML: `source` + `path` (+ column mapping for Hugging Face datasets)."""
     path = Path(path)
-    try:
-        cfg = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise TaskFormatError(f"task config does not exist: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise TaskFormatError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
-    except OSError as exc:  # a directory, no permission, ...
-        raise TaskFormatError(f"{path}: cannot read the task config ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise TaskFormatError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    except RecursionError:
-        raise TaskFormatError(f"{path}: YAML nested too deeply to be a task config") from None
-    if not isinstance(cfg, Mapping):
-        raise TaskFormatError(f"{path}: a task config must be a mapping")
-    _check_keys(cfg, path)
-    source = cfg.get("source")
-    if source not in _SOURCES:
-        raise TaskFormatError(f"{path}: source must be one of {_SOURCES}, got {source!r}")
-    if not isinstance(cfg.get("path"), str):
-        raise TaskFormatError(f"{path}: 'path' must be a string (file, directory or hub id)")
-    target = cfg["path"]
+    raw = read_yaml_mapping(path, error=TaskFormatError, what="task config")
+    cfg = check(TaskConfig, raw, str(path), error=TaskFormatError)
+    source, target = cfg["source"], cfg["path"]
     if source != "hf" and not os.path.isabs(target):
         target = str((path.parent / target).resolve())
-    generation = _generation(cfg, path)
+    generation = None
+    if cfg.get("generation") is not None:  # types and keys checked above; ranges and regexes by GenerationSpec
+        try:
+            generation = GenerationSpec.from_dict(cfg["generation"], where=f"{path}: generation")
+        except TaskFormatError as exc:
+            message = str(exc)
+            raise TaskFormatError(message if message.startswith(str(path)) else f"{path}: {message}") from None
     if source == "hf":
+        if "prompt" not in cfg:
+            raise TaskFormatError(f"{path}: missing required key(s) prompt (source 'hf' needs a prompt template "
+                                  "over the dataset's columns)")
         task = load_hf_task(target, name=cfg.get("name"), generation=generation,
-                            **{k: cfg[k] for k in _HF_KEYS if k in cfg})
+                            **{k: cfg[k] for k in _HF_KEYS if cfg.get(k) is not None}, where=str(path))
     else:
-        extra = [k for k in _HF_KEYS if k in cfg]
+        extra = [k for k in _HF_KEYS if k in raw]
         if extra:
             raise TaskFormatError(f"{path}: {extra} only apply to source 'hf', not {source!r}")
         loaders: dict[str, Any] = {"bigbench": lambda p: load_bigbench_task(p, kind=cfg.get("kind")),
@@ -117,29 +134,10 @@ def load_task_config(path: str | os.PathLike[str]) -> Task:
         task = loaders[source](target)
         if generation is not None:
             task.generation = generation
-    task.name = str(cfg.get("name", task.name))
-    task.description = str(cfg.get("description", task.description))
-    task.domain = str(cfg.get("domain", task.domain))
+    for key in ("name", "description", "domain"):
+        if cfg.get(key) is not None:
+            setattr(task, key, cfg[key])
     return task
-
-
-def _check_keys(cfg: Mapping[str, Any], path: Path) -> None:
-    import difflib
-
-    for key in cfg:
-        if key not in _YAML_KEYS:
-            close = difflib.get_close_matches(str(key), _YAML_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TaskFormatError(f"{path}: unknown key {key!r}{hint}; allowed: {', '.join(sorted(_YAML_KEYS))}")
-
-
-def _generation(cfg: Mapping[str, Any], path: Path) -> GenerationSpec | None:
-    gen = cfg.get("generation")
-    if gen is None:
-        return None
-    if not isinstance(gen, Mapping):
-        raise TaskFormatError(f"{path}: 'generation' must be a mapping")
-    return GenerationSpec.from_dict(gen, where=f"{path}: generation")
 
 
 __all__ = ["load_task", "load_task_config"]

@@ -5,12 +5,24 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from loralab.errors import ConfigError
-from loralab.utils.config import from_mapping, read_yaml_mapping
+from annotated_types import Ge, Gt, Le, Lt, MinLen
+
+from loralab.utils.config import Describe, check, check_fields, from_mapping, read_yaml_mapping
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+
+# The constraints live in the type hints: the config-file schema (`loralab.utils.config`) and direct
+# construction (`__post_init__`) both read them, so a limit is declared once and worded the same everywhere.
+PositiveInt = Annotated[int, Ge(1)]
+Fraction = Annotated[float, Ge(0), Lt(1)]
+# numpy's seed (transformers.set_seed seeds it) must fit in 32 bits and be >= 0
+Seed = Annotated[int, Ge(0), Le(2**32 - 1)]
+# Every example keeps at most max_length - 1 answer tokens after >= 1 prompt token, so 1 would leave
+# nothing to train on (every label masked); 2 keeps one answer token.
+MaxLength = Annotated[int, Ge(2), Describe("an integer >= 2 (at least one prompt and one answer token)")]
+TargetModules = Literal["all-linear"] | Annotated[tuple[str, ...], MinLen(1)]
 
 
 @dataclass(frozen=True)
@@ -39,52 +51,30 @@ class LoRAHparams:
         report_to: "none" or "tensorboard" (loss, learning rate and router statistics per logging step).
     """
 
-    rank: int = field(default=8, metadata={"help": "LoRA rank r."})
-    alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (scale alpha/r)."})
-    dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
-    target_modules: str | tuple[str, ...] = field(default="all-linear", metadata={"help": "all-linear or names."})
-    learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate."})
+    rank: PositiveInt = field(default=8, metadata={"help": "LoRA rank r."})
+    alpha: Annotated[float, Gt(0)] = field(default=16.0, metadata={"help": "LoRA alpha (scale alpha/r)."})
+    dropout: Fraction = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    target_modules: TargetModules = field(default="all-linear", metadata={"help": "all-linear or names."})
+    learning_rate: Annotated[float, Gt(0)] = field(default=5e-4, metadata={"help": "Peak learning rate."})
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    max_steps: int | None = 200
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 512
-    max_train_examples: int | None = None
-    seed: int = 0
+    warmup_ratio: Fraction = 0.05
+    weight_decay: Annotated[float, Ge(0)] = 0.0  # AdamW refuses a negative one (only once training starts)
+    max_steps: PositiveInt | None = 200
+    epochs: Annotated[float, Gt(0)] = 1.0
+    batch_size: PositiveInt = 8
+    grad_accum: PositiveInt = 1
+    max_length: MaxLength = 512
+    max_train_examples: PositiveInt | None = None
+    seed: Seed = 0
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
-    checkpoint_steps: int | None = None
+    checkpoint_steps: PositiveInt | None = None
     report_to: Literal["none", "tensorboard"] = "none"
 
     # fields that change logging or checkpointing, not the trained weights: adapters differing only here share a library
     LOGGING_FIELDS = frozenset({"report_to", "checkpoint_steps"})
 
     def __post_init__(self) -> None:
-        _positive("rank", self.rank)
-        _positive("batch_size", self.batch_size)
-        _positive("grad_accum", self.grad_accum)
-        _positive("max_length", self.max_length)
-        for name in ("max_steps", "max_train_examples", "checkpoint_steps"):
-            if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
-        if self.alpha <= 0:
-            raise ConfigError(f"alpha must be > 0, got {self.alpha}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.epochs <= 0:
-            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
-        if isinstance(self.target_modules, str) and self.target_modules != "all-linear":
-            raise ConfigError(f"target_modules must be 'all-linear' or a list of names, got {self.target_modules!r}")
-        if not isinstance(self.target_modules, str) and not self.target_modules:
-            raise ConfigError("target_modules must not be an empty list")
+        check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -96,13 +86,9 @@ class LoRAHparams:
         return dataclasses.replace(self, **changes)
 
 
-def _positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 def load_hparams(path: str | os.PathLike[str] | None = None, **overrides: Any) -> LoRAHparams:
     """Defaults, then the YAML file's keys, then non-None `overrides` (e.g. max_steps from the CLI)."""
-    data = read_yaml_mapping(path) if path is not None else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return from_mapping(LoRAHparams, data, where=str(path or "hyperparameters"))
+    data = check(LoRAHparams, read_yaml_mapping(path), str(path)) if path is not None else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    # the file is checked on its own first, so an error names where the value came from: the file or an option
+    return from_mapping(LoRAHparams, {**data, **given}, where="options" if given else str(path or "hyperparameters"))

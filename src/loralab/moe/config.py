@@ -20,8 +20,11 @@ class MethodConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls: type[C], data: Mapping[str, Any] | None) -> C:
-        return from_mapping(cls, dict(data or {}), where=f"{cls.__name__}")
+    def from_dict(cls: type[C], data: Mapping[str, Any] | None, *, where: str | None = None,
+                  at: tuple[str, ...] = ()) -> C:
+        """Checked against the schema built from the subclass's type hints (unknown keys, types, nulls), then
+        its `__post_init__`; `where` names the file (default: the class), `at` the section inside it."""
+        return from_mapping(cls, {} if data is None else data, where=where or cls.__name__, at=at)
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)

@@ -15,16 +15,16 @@ is deterministic.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from loralab.errors import ConfigError
 from loralab.selection.base import SelectionContext, Selector
 from loralab.selection.registry import register_selector
+from loralab.utils.config import Describe, check, read_yaml_mapping
 
 
 @dataclass
@@ -56,8 +56,6 @@ class ManualSelector(Selector):
         if isinstance(relevance, Mapping):
             where, data = "relevance map", dict(relevance)
         else:
-            from loralab.utils.config import read_yaml_mapping
-
             where, data = str(Path(relevance)), read_yaml_mapping(relevance)
         library = {e.task for e in context.entries}
         wanted = parse_relevance(data, context.target.name, library, where)
@@ -69,45 +67,44 @@ class ManualSelector(Selector):
         return dict(self._scores)
 
 
-def parse_relevance(data: Mapping[str, Any], target: str, library: set[str], where: str) -> dict[str, float]:
+# The file's shape: target -> [tasks] | {task: score}; names are checked against the library afterwards.
+RelevanceMap = dict[str, Annotated[tuple[str, ...] | dict[str, float],
+                                   Describe("a list of relevant tasks or a mapping of task to score")]]
+
+
+def parse_relevance(data: Mapping[str, Any], target: str, library: set[str], where: str,
+                    at: tuple[str, ...] = ()) -> dict[str, float]:
     """The target's scores from a {target: [tasks] | {task: score}} map, after checking the whole map.
 
     `library` holds the task names of the model's library adapters; with the suite's names and the
-    target's, they are the names the map may use.
+    target's, they are the names the map may use. `where` is the file, `at` the map's place inside it
+    (a benchmark config's `selection.manual.relevance`).
     """
     from loralab.data.suite import SUITE
 
-    known = library | set(SUITE) | {target}
     parsed: dict[str, dict[str, float]] = {}
-    for key, value in data.items():
-        _check_known(key, known, where, "target key", library)
-        if isinstance(value, (list, tuple)):
-            for name in value:
-                _check_known(name, known, f"{where} [{key}]", "listed task", library)
-            parsed[key] = {name: 1.0 for name in value}
-        elif isinstance(value, Mapping):
-            scores = {}
-            for name, score in value.items():
-                _check_known(name, known, f"{where} [{key}]", "listed task", library)
-                if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-                    raise ConfigError(f"{where} [{key}]: the score of {name!r} must be a finite number, got {score!r}")
-                scores[name] = float(score)
-            parsed[key] = scores
-        else:
-            raise ConfigError(f"{where} [{key}]: must be a list of relevant tasks or a mapping of task to score, "
-                              f"got {type(value).__name__} {value!r:.60}")
+    checked = check(RelevanceMap, data, where, at=at)  # types, nulls, non-finite scores: one line each
+    known = library | set(SUITE) | {target}
+    for key, value in checked.items():
+        _check_known(key, known, where, at, "target key", library)
+        scores = dict.fromkeys(value, 1.0) if isinstance(value, tuple) else value
+        for name in scores:
+            _check_known(name, known, where, (*at, key), "listed task", library)
+        parsed[key] = scores
     if target not in parsed:
         have = ", ".join(sorted(parsed)) or "none"
-        raise ConfigError(f"{where} has no entry for the target task {target!r} (it has: {have}); add "
+        raise ConfigError(f"{_where(where, at)}: has no entry for the target task {target!r} (it has: {have}); add "
                           f"'{target}: [relevant tasks]', or leave out the relevance file to use domain tags")
     return parsed[target]
 
 
-def _check_known(name: Any, known: set[str], where: str, role: str, library: set[str]) -> None:
-    if not isinstance(name, str):
-        raise ConfigError(f"{where}: every {role} must be a task name (a string), got {name!r}")
+def _check_known(name: str, known: set[str], where: str, at: tuple[str, ...], role: str, library: set[str]) -> None:
     if name not in known:
         close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"{where}: unknown {role} {name!r}, neither a library task of this model nor a suite "
-                          f"task.{hint} Library tasks: {', '.join(sorted(library)) or 'none'}")
+        raise ConfigError(f"{_where(where, at)}: unknown {role} {name!r}, neither a library task of this model nor a "
+                          f"suite task.{hint} Library tasks: {', '.join(sorted(library)) or 'none'}")
+
+
+def _where(where: str, at: tuple[str, ...]) -> str:
+    return ": ".join([where, ".".join(at)]) if at else where
