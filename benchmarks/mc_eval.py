@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Multiple-choice evaluation speed: loralab's evaluator vs lm-evaluation-harness's HF model, same examples and model.
 
-A suite task's split is exported with `loralab.api.export_task` (what `loralab data export` writes), and both
+A suite task's split is exported with `loralab.recipes.evaluate.export_task` (what `loralab data export` writes), and both
 harnesses read that one file: loralab as a unified JSONL task, lm-eval as a local JSON task (`dataset_path: json`,
 `target_delimiter: ""`, exactly as tests/eval/test_eval_lmeval_parity.py runs it). Both score the SAME model
 object (loaded once by `loralab.models.load_model`) on the same device.
@@ -118,7 +118,7 @@ class LmEvalSide:
         from lm_eval.tasks import TaskManager, get_task_dict
 
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
-        from loralab.lmeval import task_yaml
+        from loralab.recipes.lmeval import task_yaml
 
         (task_dir / f"{LMEVAL_TASK}.yaml").write_text(task_yaml(LMEVAL_TASK, export_file), encoding="utf-8")
         self.hflm = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=batch_size)
@@ -154,7 +154,7 @@ def timed_run(side, device: str) -> tuple[float, dict[str, float]]:
 
 
 def setup(args: argparse.Namespace, work: Path, export_file: Path | None = None):
-    from loralab.api import export_task
+    from loralab.recipes.evaluate import export_task
     from loralab.data import load_task
     from loralab.models import load_model
 

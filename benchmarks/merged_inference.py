@@ -133,7 +133,7 @@ def wrapped(method: str, args):
             names, composed = lorahub_composition(model)
             peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=names))
             layers = dict(peft_model.base_model.model.named_modules())
-            with torch.no_grad():  # what LoraHubObjective.set_weights does with the searched weights
+            with torch.no_grad():  # what LoRAHubObjective.set_weights does with the searched weights
                 for name, (a_hat, b_hat) in composed.items():
                     layers[name].lora_A["default"].weight.copy_(a_hat)
                     layers[name].lora_B["default"].weight.copy_(b_hat)

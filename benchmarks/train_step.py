@@ -2,7 +2,7 @@
 """Seconds per LoRA optimiser step: plain PEFT + HF Trainer vs loralab's AnswerOnlyTrainer, on the same batches.
 
 Three variants, each with the same base model, the same PEFT LoraConfig (`loralab.library.build.lora_config`),
-the same LoRA initialisation, identical TrainingArguments (`loralab.library.trainer.training_arguments`), the
+the same LoRA initialisation, identical TrainingArguments (`loralab.training.trainer.training_arguments`), the
 same collator and the same batches in the same order:
 
   (a) plain  `transformers.Trainer` with its default loss: `model(**batch)` with labels (-100 on the prompt),
@@ -75,8 +75,8 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from _bench import RssSampler  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 from loralab.library.build import lora_config
-from loralab.library.hparams import LoRAHparams
-from loralab.library.trainer import IGNORE, AnswerOnlyTrainer, PadCollator, training_arguments, training_features
+from loralab.training.hparams import LoRAHparams
+from loralab.training.trainer import IGNORE, AnswerOnlyTrainer, PadCollator, training_arguments, training_features
 
 VARIANTS = ("a", "b", "c")
 QUICK = {"model": "tiny-llama", "steps": 3, "repeats": 3}

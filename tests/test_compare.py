@@ -11,7 +11,7 @@ import statistics
 import pytest
 
 from loralab import api, train
-from loralab.compare import compare_methods, write_table
+from loralab.bench.compare import compare_methods, write_table
 from loralab.errors import UserInputError
 from loralab.library import LoRAHparams, build_library
 from loralab.models import build_tiny_model

@@ -8,20 +8,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from loralab import _aliases
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "run_eval": "loralab.api",
-    "export_task": "loralab.api",
+    "run_eval": "loralab.recipes.evaluate",
+    "export_task": "loralab.recipes.evaluate",
     "load_task": "loralab.data",
     "Task": "loralab.data",
     "Example": "loralab.data",
     "evaluate": "loralab.eval",
     "load_model": "loralab.models",
     "LoadedModel": "loralab.models",
-    "attach_adapter": "loralab.adapters",
+    "attach_adapter": "loralab.moe.adapters",
 }
 __all__ = ["__version__", *_EXPORTS]
+
+_aliases.install()  # old module paths (loralab.train, loralab.api, ...) keep working for one release
 
 
 def __getattr__(name: str) -> Any:

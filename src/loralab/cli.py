@@ -1,4 +1,4 @@
-"""The `loralab` command: a thin shell over the Python API (`loralab.api`, `loralab.data`, ...)."""
+"""The `loralab` command: a thin shell over the Python API (`loralab.recipes.evaluate`, `loralab.data`, ...)."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def eval_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Evaluate a model (and optional adapter) on a task: acc/acc_norm/acc_ppl or exact_match."""
-    from loralab.api import run_eval
+    from loralab.recipes.evaluate import run_eval
 
     if batch_size < 1:
         raise _usage(f"--batch-size must be >= 1, got {batch_size}")
@@ -167,7 +167,7 @@ def data_export(
     data_dir: DataDir = None,
 ) -> None:
     """Write rendered examples (prompt, choices, answer_index or targets) that any harness can score."""
-    from loralab.api import export_task
+    from loralab.recipes.evaluate import export_task
     n = export_task(task, out_file, split=split, limit=limit, num_fewshot=num_fewshot, data_dir=data_dir)
     err.print(f"wrote {n} examples to {out_file}")
 
@@ -265,7 +265,7 @@ def train_cmd(
 ) -> None:
     """Train any method through one path; `loralab eval --adapter OUT` evaluates the checkpoint."""
     from loralab.library import load_hparams
-    from loralab.train import train_method
+    from loralab.recipes.train import train_method
     from loralab.utils.config import read_yaml_mapping
 
     tasks = [t.strip() for t in task.split(",") if t.strip()]
@@ -295,7 +295,7 @@ def merge_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Fold an adapter into the base weights (per task) and save a plain transformers model."""
-    from loralab.merge import merge_adapter
+    from loralab.recipes.merge import merge_adapter
 
     if nearest < 0:
         raise _usage(f"--nearest must be >= 0, got {nearest}")
@@ -328,7 +328,7 @@ def analyze_router_cmd(
     data_dir: DataDir = None,
 ) -> None:
     """Mean gate weight and top-1 share of each expert per task (prompt + gold answer tokens, all routed layers)."""
-    from loralab.analysis import analyze_router
+    from loralab.moe.analysis import analyze_router
 
     names = [t.strip() for t in task.split(",") if t.strip()]
     if not names:
@@ -375,7 +375,7 @@ def compare_cmd(
                                             "library LoRA).")] = False,
 ) -> None:
     """Train and evaluate every (method, task) cell under one protocol; print the method x task table."""
-    from loralab.compare import compare_methods
+    from loralab.bench.compare import compare_methods
     from loralab.library import load_hparams
 
     if eval_limit < 1:

@@ -93,9 +93,9 @@ run_bench(load_bench(sys.argv[1]), sys.argv[2])
 # (module, function, n): SIGKILL right after the n-th call of the function returned
 KILL_POINTS = {
     "library-built-2-of-4": ("loralab.library.build", "_build_one", 2),
-    "cell-1-trained": ("loralab.train", "train_method", 1),
-    "cell-4-trained": ("loralab.train", "train_method", 4),
-    "cell-6-evaluated": ("loralab.api", "run_eval", 6),
+    "cell-1-trained": ("loralab.recipes.train", "train_method", 1),
+    "cell-4-trained": ("loralab.recipes.train", "train_method", 4),
+    "cell-6-evaluated": ("loralab.recipes.evaluate", "run_eval", 6),
 }
 
 

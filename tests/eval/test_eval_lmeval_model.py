@@ -1,10 +1,10 @@
-"""lm-eval's model type `loralab` (loralab.lmeval) scores like `loralab eval`.
+"""lm-eval's model type `loralab` (loralab.recipes.lmeval) scores like `loralab eval`.
 
 A toy multiple-choice task is exported with `export_task` and read by lm-eval as a local JSON task
 (`target_delimiter: ""`, as in test_eval_lmeval_parity.py). `lm_eval.simple_evaluate(model="loralab", ...)`
 must give the same per-document accuracy as loralab's own `run_eval` for a base model, a PEFT adapter and
 method checkpoints (LoRAMoE, MOELoRA routed by task, X-LoRA over two LoRAs), and the command line wrapper
-`python -m loralab.lmeval` must find the model type.
+`python -m loralab.recipes.lmeval` must find the model type.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ lm_eval = pytest.importorskip("lm_eval")
 
 from helpers import toy_task  # noqa: E402
 
-import loralab.lmeval  # noqa: E402,F401  (registers model="loralab")
-from loralab.api import export_task, run_eval  # noqa: E402
+import loralab.recipes.lmeval  # noqa: E402,F401  (registers model="loralab")
+from loralab.recipes.evaluate import export_task, run_eval  # noqa: E402
 from loralab.data import Example, Task  # noqa: E402
 from loralab.errors import AdapterError, UserInputError  # noqa: E402
-from loralab.lmeval import LoralabLM, task_yaml  # noqa: E402
+from loralab.recipes.lmeval import LoralabLM, task_yaml  # noqa: E402
 from loralab.models import build_tiny_model  # noqa: E402
 
 TASK = "loralab_toy_export"
@@ -164,7 +164,7 @@ def test_method_checkpoint_scores_like_loralab_eval(exported, peft_adapters, bas
 @pytest.mark.parametrize("method", ["loramoe", "moelora", "xlora"])
 def test_method_logliks_equal_whole_sequence_scoring(exported, peft_adapters, tmp_path, method):
     """lm-eval's log-likelihoods on a method checkpoint equal scoring each prompt + choice as one sequence."""
-    from loralab.adapters import attach_adapter
+    from loralab.moe.adapters import attach_adapter
     from loralab.data import load_task
     from loralab.eval.loglik import LoglikScorer
 
@@ -226,12 +226,12 @@ def test_bad_model_args_are_one_line_errors(peft_adapters):
 
 
 def test_command_line_wrapper(exported, tmp_path):
-    """`python -m loralab.lmeval` is lm-eval's CLI with model type `loralab` registered (in a fresh process)."""
+    """`python -m loralab.recipes.lmeval` is lm-eval's CLI with model type `loralab` registered (in a fresh process)."""
     export_file, _, task_dir = exported
     out = tmp_path / "results"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(
-        [sys.executable, "-m", "loralab.lmeval", "--model", "loralab", "--model_args", "pretrained=tiny-llama",
+        [sys.executable, "-m", "loralab.recipes.lmeval", "--model", "loralab", "--model_args", "pretrained=tiny-llama",
          "--tasks", TASK, "--include_path", str(task_dir), "--device", "cpu", "--batch_size", "4",
          "--output_path", str(out)],
         capture_output=True, text=True, timeout=300, env=env, check=False)

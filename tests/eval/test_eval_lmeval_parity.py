@@ -15,8 +15,8 @@ import pytest
 
 lm_eval = pytest.importorskip("lm_eval")
 
-from loralab.api import export_task, run_eval  # noqa: E402
-from loralab.lmeval import task_yaml  # noqa: E402
+from loralab.recipes.evaluate import export_task, run_eval  # noqa: E402
+from loralab.recipes.lmeval import task_yaml  # noqa: E402
 from loralab.data import load_task  # noqa: E402
 from loralab.models import build_tiny_model  # noqa: E402
 

@@ -47,7 +47,7 @@ def test_plain_peft_gives_the_same_logits_as_loralab_eval(tmp_path):
     with torch.no_grad():
         plain_logits = peft_model(input_ids=ids).logits
     # loralab's evaluation path with that adapter (`loralab eval --adapter`)
-    from loralab.adapters import attach_adapter
+    from loralab.moe.adapters import attach_adapter
 
     ours = attach_adapter(build_tiny_model("llama", seed=0).model, entry.path)
     with torch.no_grad():
@@ -71,7 +71,7 @@ def test_rebuild_skips_finished_adapters(tmp_path, monkeypatch):
     before = (tmp_path / "lib" / "tiny-llama" / "alpha" / "adapter_model.safetensors").stat().st_mtime_ns
     calls = []
     real = trainer_mod.train_adapter
-    monkeypatch.setattr("loralab.library.trainer.train_adapter", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr("loralab.training.trainer.train_adapter", lambda *a, **k: calls.append(a) or real(*a, **k))
     entries = build_library(lm, [toy_task("alpha"), toy_task("beta")], tmp_path / "lib", hparams=HP, eval_limit=0,
                             progress=False)
     assert len(calls) == 1  # only beta trained
@@ -85,7 +85,7 @@ def test_interrupted_build_leaves_no_half_written_adapter(tmp_path, monkeypatch)
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("simulated kill during training")
 
-    monkeypatch.setattr("loralab.library.trainer.train_adapter", crash)
+    monkeypatch.setattr("loralab.training.trainer.train_adapter", crash)
     with pytest.raises(KeyboardInterrupt):
         build_library(lm, [toy_task("alpha")], tmp_path / "lib", hparams=HP, eval_limit=0, progress=False)
     assert not (tmp_path / "lib" / "tiny-llama" / "alpha").exists()

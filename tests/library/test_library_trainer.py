@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from loralab.library import LoRAHparams
-from loralab.library.trainer import IGNORE, PadCollator, answer_only_loss, training_features
+from loralab.training.trainer import IGNORE, PadCollator, answer_only_loss, training_features
 from loralab.models import build_tiny_model
 
 from helpers import toy_task

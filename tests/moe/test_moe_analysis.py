@@ -1,4 +1,4 @@
-"""Router analysis (loralab.analysis, `loralab analyze-router`) on tiny models.
+"""Router analysis (loralab.moe.analysis, `loralab analyze-router`) on tiny models.
 
 * dense softmax and renormalised top-k routers: each task's mean gate weights and top-1 shares sum to 1;
 * padding is masked: batching (right padding) gives the same statistics as one sequence at a time;
@@ -17,12 +17,12 @@ import pytest
 import torch
 from helpers import run_cli, toy_task
 
-from loralab.analysis import FILES, analyze_router, expert_labels, router_statistics, sequences
-from loralab.api import export_task
+from loralab.moe.analysis import FILES, analyze_router, expert_labels, router_statistics, sequences
+from loralab.recipes.evaluate import export_task
 from loralab.errors import AdapterError, UserInputError
 from loralab.library import Library
 from loralab.models import build_tiny_model
-from loralab.train import build_method
+from loralab.recipes.train import build_method
 from moe.test_moe_contract import CASES as CONTRACT_CASES
 from moe.test_moe_contract import build as contract_build
 
@@ -122,7 +122,7 @@ def test_task_routed_method_reports_the_gate_of_each_task():
 
 def test_task_gates_are_weighted_by_real_tokens():
     """A (B, 1, E) record counts once per real token of its sample, padding excluded."""
-    from loralab.analysis import _Accumulator
+    from loralab.moe.analysis import _Accumulator
     from loralab.moe.state import RouterRecord
 
     gates = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])

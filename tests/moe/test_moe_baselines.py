@@ -11,13 +11,13 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file
 
 from helpers import toy_task
-from loralab.adapters import attach_adapter
-from loralab.api import run_eval
+from loralab.moe.adapters import attach_adapter
+from loralab.recipes.evaluate import run_eval
 from loralab.errors import ConfigError, UserInputError
 from loralab.library import Library, LoRAHparams
 from loralab.models import build_tiny_model
 from loralab.moe.model import MoEModel, is_method_checkpoint
-from loralab.train import train_method
+from loralab.recipes.train import train_method
 
 HP = LoRAHparams(max_steps=2, batch_size=4, learning_rate=5e-2)
 IDS = [[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]]

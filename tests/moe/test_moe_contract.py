@@ -24,7 +24,7 @@ from loralab.library import Library
 from loralab.models import build_tiny_model
 from loralab.moe.model import load_method
 from loralab.moe.registry import all_methods
-from loralab.train import build_method
+from loralab.recipes.train import build_method
 
 ARCHS = ["llama", "gpt2", "falcon"]
 TASKS = ["toy_a", "toy_b"]

@@ -26,9 +26,9 @@ from safetensors.torch import load_file
 
 from loralab.library import Library, LoRAHparams
 from loralab.models import build_tiny_model
-from loralab.moe.layer import MoELoraLinear
+from loralab.moe.layer import MoELoRALinear
 from loralab.moe.routers import Router
-from loralab.train import build_method, train_method
+from loralab.recipes.train import build_method, train_method
 
 from .conftest import SCALINGS
 
@@ -94,17 +94,17 @@ class OneHot(Router):
         return gates, gates
 
 
-def wrapped(moe) -> dict[str, MoELoraLinear]:
+def wrapped(moe) -> dict[str, MoELoRALinear]:
     """Original module name -> its MoE layer (MixLoRA's FFN linears move under `<block>.ffn.`, so by `.name`)."""
-    return {m.name: m for m in moe.model.modules() if isinstance(m, MoELoraLinear)}
+    return {m.name: m for m in moe.model.modules() if isinstance(m, MoELoRALinear)}
 
 
 def force_slot(moe, slot: int) -> None:
-    from loralab.moe.methods.mixlora import ExpertLoraLinear, MixLoRABlock
+    from loralab.moe.methods.mixlora import ExpertLoRALinear, MixLoRABlock
 
     for module in moe.model.modules():
-        if isinstance(module, MixLoRABlock) or (isinstance(module, MoELoraLinear)
-                                               and not isinstance(module, ExpertLoraLinear)):
+        if isinstance(module, MixLoRABlock) or (isinstance(module, MoELoRALinear)
+                                               and not isinstance(module, ExpertLoRALinear)):
             module.router = OneHot(module.router.num_experts, slot)
 
 
@@ -190,11 +190,11 @@ def test_mtllora_starts_from_its_one_library_lora(setup, slot):
 def test_lorahub_unit_weight_gives_that_expert(setup, slot):
     """The composition LoraHub searches over (and saves): w = e_slot is that LoRA, at its own scaling."""
     from loralab.moe.experts import load_library_loras
-    from loralab.moe.methods.lorahub import LoraHubObjective
+    from loralab.moe.methods.lorahub import LoRAHubObjective
 
     arch, lib, names, deltas, batch = setup
     lm = build_tiny_model(arch, seed=0)
-    objective = LoraHubObjective(lm.model, load_library_loras(lib, lm.name, names), [], l1=0.0, batch_size=1,
+    objective = LoRAHubObjective(lm.model, load_library_loras(lib, lm.name, names), [], l1=0.0, batch_size=1,
                                  pad_token_id=0)
     objective.set_weights([1.0 if i == slot else 0.0 for i in range(3)])
     check_slot(arch, objective.peft_model.eval(), batch, deltas[slot], [d for i, d in enumerate(deltas) if i != slot])

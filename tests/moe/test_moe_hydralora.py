@@ -7,13 +7,13 @@ import pytest
 import torch
 from helpers import toy_task
 
-from loralab.api import run_eval
+from loralab.recipes.evaluate import run_eval
 from loralab.errors import ConfigError
 from loralab.library import LoRAHparams
 from loralab.models import build_tiny_model
-from loralab.moe.layer import MoELoraLinear
+from loralab.moe.layer import MoELoRALinear
 from loralab.moe.methods.hydralora import HydraLoRAConfig
-from loralab.train import build_method, train_method
+from loralab.recipes.train import build_method, train_method
 
 
 def hydra(arch="llama", library=None, experts=None, **config):
@@ -37,7 +37,7 @@ def test_defaults_follow_the_official_script():
 
 def test_structure_shared_a_heads_zero_and_ffn_targets():
     lm, moe = hydra(num_experts=4)
-    layers = {n: m for n, m in moe.model.named_modules() if isinstance(m, MoELoraLinear)}
+    layers = {n: m for n, m in moe.model.named_modules() if isinstance(m, MoELoRALinear)}
     assert sorted({n.rsplit(".", 1)[-1] for n in layers}) == ["down_proj", "gate_proj", "up_proj"]
     up = layers["model.layers.0.mlp.up_proj"]
     assert up.shared_a and up.lora_A.shape == (4, 64) and up.lora_B.shape == (128, 4 * 4)

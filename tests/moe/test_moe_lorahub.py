@@ -13,21 +13,21 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 from helpers import toy_task
-from loralab.adapters import attach_adapter
-from loralab.api import run_eval
+from loralab.moe.adapters import attach_adapter
+from loralab.recipes.evaluate import run_eval
 from loralab.errors import ConfigError, LoralabError, UnknownNameError, UserInputError
 from loralab.library import LoRAHparams
 from loralab.models import build_tiny_model
 from loralab.moe.experts import LibraryLoRA, load_library_loras
 from loralab.moe.methods.lorahub import (
-    LoraHubConfig,
-    LoraHubObjective,
+    LoRAHubConfig,
+    LoRAHubObjective,
     compose,
     fewshot_examples,
     fewshot_features,
     search_weights,
 )
-from loralab.train import train_method
+from loralab.recipes.train import train_method
 
 HP = LoRAHparams(max_steps=2, batch_size=4)
 IDS = [[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]]
@@ -98,7 +98,7 @@ def test_objective_at_a_fixed_w_equals_a_hand_computed_one(tiny_libraries):
     lm = build_tiny_model("llama", seed=0)
     loras = load_library_loras(lib, lm.name, tasks)
     features, _ = fewshot_features([toy_task("target", n=24)], lm.tokenizer, HP, 5, seed=0)
-    objective = LoraHubObjective(lm.model, loras, features, l1=0.05, batch_size=2, pad_token_id=0)
+    objective = LoRAHubObjective(lm.model, loras, features, l1=0.05, batch_size=2, pad_token_id=0)
     w = [0.7, -0.3, 1.1]
     value, ce = objective(w)
     zero_value, zero_ce = objective([0.0, 0.0, 0.0])
@@ -119,7 +119,7 @@ def test_search_is_deterministic_starts_at_zero_and_does_not_worsen():
         value = sum((x - t) ** 2 for x, t in zip(w, target))
         return value, value
 
-    cfg = LoraHubConfig(budget=30)
+    cfg = LoRAHubConfig(budget=30)
     first, again = search_weights(score, 3, cfg, seed=0), search_weights(score, 3, cfg, seed=0)
     assert first == again
     assert first.trajectory[0]["weights"] == [0.0, 0.0, 0.0]
@@ -128,7 +128,7 @@ def test_search_is_deterministic_starts_at_zero_and_does_not_worsen():
     assert first.objective == min([t["objective"] for t in first.trajectory] + [first.recommendation["objective"]])
     assert all(-1.5 <= x <= 1.5 for t in first.trajectory for x in t["weights"])
     with pytest.raises(UnknownNameError, match="nevergrad optimizer"):
-        search_weights(score, 3, LoraHubConfig(optimizer="NGOptt"), seed=0)
+        search_weights(score, 3, LoRAHubConfig(optimizer="NGOptt"), seed=0)
 
 
 def logits(model, **kwargs):

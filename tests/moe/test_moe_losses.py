@@ -121,9 +121,9 @@ def test_loramoe_loss_is_the_same_with_a_plain_transformers_trainer(tmp_path):
     from transformers import Trainer, TrainingArguments
 
     from loralab.library import LoRAHparams
-    from loralab.library.trainer import ROUTING_KEYS, AnswerOnlyTrainer, PadCollator
+    from loralab.training.trainer import ROUTING_KEYS, AnswerOnlyTrainer, PadCollator
     from loralab.models import build_tiny_model
-    from loralab.train import build_method, method_features
+    from loralab.recipes.train import build_method, method_features
 
     lm = build_tiny_model("llama", seed=0)
     tasks = [toy_task("toy_a", n=8), toy_task("toy_b", n=8, kind="generation")]

@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from helpers import toy_task
 
-from loralab.api import run_eval
+from loralab.recipes.evaluate import run_eval
 from loralab.errors import ConfigError
 from loralab.library import LoRAHparams
 from loralab.models import build_tiny_model
 from loralab.moe.losses import load_balancing_loss
-from loralab.moe.methods.mixlora import ExpertLoraLinear, MixLoRABlock, MixLoRAConfig
-from loralab.train import build_method, train_method
+from loralab.moe.methods.mixlora import ExpertLoRALinear, MixLoRABlock, MixLoRAConfig
+from loralab.recipes.train import build_method, train_method
 
 
 def perturb(moe, std=0.05):
@@ -38,7 +38,7 @@ def padded_batch(tokenizer):
     return {**enc, "labels": enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)}
 
 
-def lora_linear(layer: ExpertLoraLinear, i: int, x: torch.Tensor) -> torch.Tensor:
+def lora_linear(layer: ExpertLoRALinear, i: int, x: torch.Tensor) -> torch.Tensor:
     """W0 x + b + s_i B_i A_i x written out for expert i."""
     r, base = layer.rank, layer.base_layer
     a, b = layer.lora_A[i * r:(i + 1) * r], layer.lora_B[:, i * r:(i + 1) * r]
@@ -58,8 +58,8 @@ def test_structure_llama():
     assert isinstance(layer.mlp, MixLoRABlock)
     experts = [getattr(layer.mlp.ffn, n) for n in ("gate_proj", "up_proj", "down_proj")]
     attention = [getattr(layer.self_attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
-    assert all(isinstance(m, ExpertLoraLinear) and m.num_experts == 4 for m in experts)
-    assert all(isinstance(m, ExpertLoraLinear) and m.num_experts == 1 for m in attention)
+    assert all(isinstance(m, ExpertLoRALinear) and m.num_experts == 4 for m in experts)
+    assert all(isinstance(m, ExpertLoRALinear) and m.num_experts == 1 for m in attention)
     router = layer.mlp.router
     assert router.gate.weight.shape == (4, 64) and router.gate.weight.dtype == torch.float32
     assert router.gate.bias is None and (router.top_k, router.renormalize) == (2, True)
@@ -71,7 +71,7 @@ def test_router_init_is_normal_002_and_lora_b_zero():
     moe = build_method("mixlora", lm, ["toy"], config={"num_experts": 8})
     gates = torch.cat([m.router.gate.weight.flatten() for m in moe.modules() if isinstance(m, MixLoRABlock)])
     assert gates.mean().abs() < 0.005 and 0.015 < gates.std() < 0.025
-    assert all((m.lora_B == 0).all() for m in moe.modules() if isinstance(m, ExpertLoraLinear))
+    assert all((m.lora_B == 0).all() for m in moe.modules() if isinstance(m, ExpertLoRALinear))
 
 
 def test_block_forward_equals_hand_written_top2_mixture():

@@ -11,12 +11,12 @@ from loralab.errors import AdapterError, ConfigError, UserInputError
 from loralab.library import LoRAHparams
 from loralab.models import build_tiny_model
 from loralab.moe.experts import load_library_loras
-from loralab.moe.layer import MoELoraLinear
+from loralab.moe.layer import MoELoRALinear
 from loralab.moe.methods.moelora import MOELoRAConfig, SharedTaskGate
 from loralab.moe.model import load_method
 from loralab.moe.routers import TaskEmbeddingRouter
 from loralab.moe.state import RoutingState
-from loralab.train import build_method, train_method
+from loralab.recipes.train import build_method, train_method
 
 TASKS = ["toy_a", "toy_b"]
 
@@ -44,7 +44,7 @@ def test_layer_forward_matches_the_formula_by_hand():
     base = nn.Linear(6, 4)
     gate = TaskEmbeddingRouter(n_tasks, n_experts, embed_dim=emb)
     state = RoutingState()
-    layer = MoELoraLinear(base, SharedTaskGate(gate), n_experts, rank, 0.5, 0.0, state)
+    layer = MoELoRALinear(base, SharedTaskGate(gate), n_experts, rank, 0.5, 0.0, state)
     with torch.no_grad():
         layer.lora_B.normal_()
     x = torch.randn(2, 3, 6)
@@ -70,7 +70,7 @@ def test_one_gate_for_the_whole_model_computed_once_per_forward():
     lm, moe = tiny_moelora()
     gate = moe.task_gate
     assert gate.embedding.weight.shape == (2, 64) and gate.gate.weight.shape == (4, 64) and gate.gate.bias is None
-    layers = [m for m in moe.modules() if isinstance(m, MoELoraLinear)]
+    layers = [m for m in moe.modules() if isinstance(m, MoELoRALinear)]
     assert len(layers) == len(moe.method_config.modules) > 1
     for layer in layers:
         assert layer.rank == 2 and layer.lora_A.shape[0] == 8 and layer.lora_B.shape[1] == 8  # r = 8 split over 4
@@ -88,7 +88,7 @@ def test_one_gate_for_the_whole_model_computed_once_per_forward():
 
 def test_paper_init_and_scaling():
     _, moe = tiny_moelora(num_experts=8, rank=16)
-    for layer in (m for m in moe.modules() if isinstance(m, MoELoraLinear)):
+    for layer in (m for m in moe.modules() if isinstance(m, MoELoRALinear)):
         assert torch.all(layer.lora_B == 0)
         assert abs(layer.lora_A.std().item() - 0.01) < 0.002
         torch.testing.assert_close(layer.scaling, torch.full((8,), 32.0 / 16))  # alpha / total rank
@@ -153,7 +153,7 @@ def test_library_experts_initialise_one_expert_each(tiny_libraries, tmp_path):
 
 
 def test_train_method_then_eval_the_checkpoint(tmp_path):
-    from loralab.api import run_eval
+    from loralab.recipes.evaluate import run_eval
 
     lm = build_tiny_model("llama", seed=0)
     tasks = [toy_task("toy_a", n=16), toy_task("toy_b", n=16)]

@@ -12,14 +12,14 @@ from transformers import AutoModelForCausalLM
 from helpers import run_cli, toy_task
 from loralab.data import example_record, write_jsonl
 from loralab.library import LoRAHparams
-from loralab.library.sampling import TaskBatchSampler, task_sampling_weights
+from loralab.training.sampling import TaskBatchSampler, task_sampling_weights
 from loralab.models import build_tiny_model
-from loralab.moe.layer import MoELoraLinear
+from loralab.moe.layer import MoELoRALinear
 from loralab.moe.methods.more import (CONTRASTIVE, NEAREST, VOTES, MoREConfig, RankSelector, chosen_ranks,
                                       contrastive_loss, nearest_task, rank_scales)
 from loralab.moe.rank_report import rank_report
 from loralab.moe.state import RoutingState
-from loralab.train import build_method, train_method
+from loralab.recipes.train import build_method, train_method
 
 TASKS = ["toy_a", "toy_b"]
 
@@ -30,7 +30,7 @@ def more_model(arch="llama", **config):
 
 
 def layers(moe):
-    return [m for m in moe.model.modules() if isinstance(m, MoELoraLinear)]
+    return [m for m in moe.model.modules() if isinstance(m, MoELoRALinear)]
 
 
 def batch(tokenizer, task_ids=(0, 1)):

@@ -13,16 +13,16 @@ from helpers import toy_task
 from loralab.errors import ConfigError, UserInputError
 from loralab.library import Library, LoRAHparams
 from loralab.models import build_tiny_model
-from loralab.moe.methods.mtllora import MTLLoRAConfig, MTLLoraLinear
+from loralab.moe.methods.mtllora import MTLLoRAConfig, MTLLoRALinear
 from loralab.moe.model import load_method
 from loralab.moe.state import RoutingState
-from loralab.train import build_method, train_method
+from loralab.recipes.train import build_method, train_method
 
 TASKS = ["toy_a", "toy_b"]
 
 
 def layers(moe):
-    return [m for m in moe.modules() if isinstance(m, MTLLoraLinear)]
+    return [m for m in moe.modules() if isinstance(m, MTLLoRALinear)]
 
 
 def randomize(moe, seed=0):
@@ -43,7 +43,7 @@ def test_layer_forward_matches_the_formula_by_hand(diagonal):
     n_tasks, rank, heads, tau, s = 3, 2, 3, 0.5, 1.5
     base = nn.Linear(5, 4)
     state = RoutingState()
-    layer = MTLLoraLinear(base, n_tasks, rank, heads, s, tau, 0.0, state, diagonal=diagonal)
+    layer = MTLLoRALinear(base, n_tasks, rank, heads, s, tau, 0.0, state, diagonal=diagonal)
     with torch.no_grad():
         for p in (layer.lora_lambdas, layer.lora_B, layer.lora_B_w):
             p.normal_()
@@ -135,7 +135,7 @@ def test_one_library_lora_warm_starts_every_head_and_task(tiny_libraries):
 
 
 def test_train_method_then_eval_the_checkpoint(tmp_path):
-    from loralab.api import run_eval
+    from loralab.recipes.evaluate import run_eval
 
     lm = build_tiny_model("llama", seed=0)
     tasks = [toy_task("toy_a", n=16), toy_task("toy_b", n=16)]

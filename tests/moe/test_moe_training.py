@@ -6,11 +6,11 @@ import pytest
 import torch
 from helpers import toy_task
 
-from loralab.api import run_eval
+from loralab.recipes.evaluate import run_eval
 from loralab.errors import UserInputError
 from loralab.library import LoRAHparams
 from loralab.models import build_tiny_model
-from loralab.train import train_method
+from loralab.recipes.train import train_method
 
 
 def test_router_statistics_reach_tensorboard(tmp_path, tiny_libraries):
@@ -32,8 +32,8 @@ def test_router_statistics_reach_tensorboard(tmp_path, tiny_libraries):
 
 
 def test_aux_loss_is_added_to_the_training_loss(tiny_libraries):
-    from loralab.library.trainer import PadCollator, answer_only_loss, training_features
-    from loralab.train import build_method
+    from loralab.training.trainer import PadCollator, answer_only_loss, training_features
+    from loralab.recipes.train import build_method
 
     lm = build_tiny_model("llama")
     moe = build_method("loramoe", lm, ["toy_a"], config={"task_types": {"toy_a": 1}})

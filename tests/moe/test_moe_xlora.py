@@ -7,7 +7,7 @@ import torch
 
 from loralab.eval import LoglikScorer
 from loralab.models import build_tiny_model
-from loralab.train import build_method
+from loralab.recipes.train import build_method
 
 
 @pytest.fixture

@@ -20,14 +20,14 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 
 from helpers import run_cli, toy_task
-from loralab.adapters import attach_adapter
+from loralab.moe.adapters import attach_adapter
 from loralab.errors import AdapterError, ModelLoadError, NonFiniteScoreError, UserInputError
 from loralab.eval import evaluate
 from loralab.library import LoRAHparams, build_library, import_adapter
 from loralab.library.store import sha256_file
 from loralab.models import build_tiny_model, load_model
 from loralab.moe.builder import select_targets
-from loralab.train import build_method, train_method
+from loralab.recipes.train import build_method, train_method
 
 HP = LoRAHparams(max_steps=2, batch_size=4, rank=4, learning_rate=1e-2)
 TASKS = ("alpha", "beta")

@@ -20,7 +20,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from helpers import run_cli, toy_task
-from loralab.api import export_task, run_eval
+from loralab.recipes.evaluate import export_task, run_eval
 from loralab.data.schema import MAX_TEXT_CHARS
 from loralab.errors import (
     AdapterError,
@@ -33,7 +33,7 @@ from loralab.errors import (
 )
 from loralab.library import LoRAHparams, build_library, import_adapter, load_hparams
 from loralab.models import build_tiny_model
-from loralab.train import train_method
+from loralab.recipes.train import train_method
 
 LIB_HP = LoRAHparams(max_steps=2, batch_size=4, rank=4, learning_rate=1e-2)
 CLI = "cli"  # expected "error" of a command-line case: exit code 2, one error line
@@ -421,7 +421,7 @@ def _(d: Path):
 def _(d: Path):
     write(d, "t.jsonl", good_records())
     config = write(d, "t.yaml", "source: jsonl\npath: t.jsonl\nname: ../../../evil\n")  # names cells/checkpoints
-    from loralab.compare import compare_methods
+    from loralab.bench.compare import compare_methods
 
     return lambda: compare_methods("tiny-llama", ["base"], [str(config)], d / "cmp", eval_limit=2)
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from helpers import run_cli, toy_task
-from loralab.api import export_task
+from loralab.recipes.evaluate import export_task
 from loralab.bench import bench_from_mapping
 from loralab.bench.grid import BenchConfig, EvalSpec, LibrarySpec, Resources
 from loralab.data import Example, Task, load_csv_task, load_jsonl_task, load_task
@@ -315,7 +315,7 @@ def test_max_length_leaving_no_answer_token_fails_before_training(tasks, tmp_pat
 
 
 def test_shortest_max_length_still_trains_one_answer_token():
-    from loralab.library.trainer import IGNORE, training_features
+    from loralab.training.trainer import IGNORE, training_features
     from loralab.models import build_tiny_model
 
     lm = build_tiny_model("llama")
@@ -327,7 +327,7 @@ def test_an_answer_without_tokens_is_refused_where_the_batch_is_built():
     """An empty target and a tokenizer without EOS: every label would be masked (a NaN loss at step 1)."""
     import copy
 
-    from loralab.library.trainer import training_features
+    from loralab.training.trainer import training_features
     from loralab.models import build_tiny_model
 
     tokenizer = copy.deepcopy(build_tiny_model("llama").tokenizer)

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from loralab.library import Library
-from loralab.library.trainer import CHECKPOINT_STATE
+from loralab.training.trainer import CHECKPOINT_STATE
 
 TASKS = ("alpha", "beta", "gamma")
 VOLATILE = {"created", "seconds", "train_seconds", "path"}  # wall-clock fields; everything else must be equal
@@ -52,7 +52,7 @@ elif point == "checkpoint_unmarked":
             die()  # HF's files are all there, loralab's completion record is not
     transformers.Trainer._save_checkpoint = save
 elif point == "slow":
-    from loralab.library.trainer import AnswerOnlyTrainer
+    from loralab.training.trainer import AnswerOnlyTrainer
     real_end = AnswerOnlyTrainer.end_step
     def end_step(self, step):
         real_end(self, step)

@@ -24,7 +24,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from loralab.api import export_task  # noqa: E402
+from loralab.recipes.evaluate import export_task  # noqa: E402
 from loralab.data import (  # noqa: E402
     SPLITS,
     load_bigbench_task,

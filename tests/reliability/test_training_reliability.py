@@ -16,7 +16,7 @@ from helpers import run_cli, toy_task
 from loralab.errors import LoralabError, TrainingDivergedError, UserInputError
 from loralab.library import Library, LoRAHparams, build_library, lora_config
 from loralab.library import trainer as trainer_mod
-from loralab.library.trainer import CHECKPOINT_STATE, RUN_FILE, AnswerOnlyTrainer, train_adapter, training_features
+from loralab.training.trainer import CHECKPOINT_STATE, RUN_FILE, AnswerOnlyTrainer, train_adapter, training_features
 from loralab.models import build_tiny_model
 from loralab.moe.model import CONFIG_FILE, WEIGHTS_FILE
 
@@ -236,7 +236,7 @@ def test_logging_fields_do_not_block_resume(tmp_path, monkeypatch):
 @pytest.mark.parametrize("method", ["moelora", "more"])
 def test_method_training_resumes_to_the_same_checkpoint(tmp_path, monkeypatch, method):
     """`loralab train` through the shared path (MoRE: one-task batches from TaskBatchSampler) resumes exactly."""
-    from loralab.train import train_method
+    from loralab.recipes.train import train_method
 
     tasks = [toy_task("t0", n=24), toy_task("t1", n=16)]
     hp = HP.replace(max_steps=5, checkpoint_steps=2)

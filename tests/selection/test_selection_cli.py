@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import run_cli
 
-from loralab.api import export_task
+from loralab.recipes.evaluate import export_task
 
 
 @pytest.fixture

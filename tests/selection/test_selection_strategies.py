@@ -10,8 +10,8 @@ import torch
 from peft import PeftModel
 
 from loralab.errors import ConfigError, EmptySplitError, UserInputError
-from loralab.library.hparams import LoRAHparams
-from loralab.library.trainer import PadCollator, training_features
+from loralab.training.hparams import LoRAHparams
+from loralab.training.trainer import PadCollator, training_features
 from loralab.models import build_tiny_model
 from loralab.selection import select_experts
 

@@ -36,7 +36,7 @@ from annotated_types import Ge, Gt, Le, MinLen
 from pydantic import StringConstraints
 
 from loralab.errors import ConfigError, UnknownNameError
-from loralab.library.hparams import LoRAHparams
+from loralab.training.hparams import LoRAHparams
 from loralab.utils.config import Describe, check, from_mapping, read_yaml_mapping
 
 SHIPPED = {"quickstart": "quickstart.yaml", "loralib": "loralib.yaml"}

@@ -70,7 +70,7 @@ def build_model_library(model: str, ctx: RunContext) -> list[str]:
     """Train the model's missing library LoRAs (idempotent: `build_library` skips finished adapters)."""
     from loralab.data import load_task
     from loralab.library import Library, build_library, model_slug
-    from loralab.library.hparams import LoRAHparams
+    from loralab.training.hparams import LoRAHparams
     from loralab.utils.config import from_mapping
 
     lib = Library(ctx.library)
@@ -87,9 +87,9 @@ def build_model_library(model: str, ctx: RunContext) -> list[str]:
 
 def run_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     """Run one cell and return its database row (see `loralab.bench.store`)."""
-    from loralab.api import run_eval
+    from loralab.recipes.evaluate import run_eval
     from loralab.data import load_task
-    from loralab.train import train_method
+    from loralab.recipes.train import train_method
     from loralab.utils.env import git_hash, package_versions
 
     started, t0 = now(), time.perf_counter()
@@ -130,7 +130,7 @@ def run_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
 
 def cell_hparams(cell: Cell):
     """The training hyperparameters rebuilt from the hashed protocol, with the cell's seed."""
-    from loralab.library.hparams import LoRAHparams
+    from loralab.training.hparams import LoRAHparams
     from loralab.utils.config import from_mapping
 
     train = dict(cell.protocol.get("train") or {})  # seed-free cells train nothing: defaults

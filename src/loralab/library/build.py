@@ -19,7 +19,7 @@ from typing import Any
 
 from loralab.data import Task, load_task
 from loralab.errors import UserInputError
-from loralab.library.hparams import LoRAHparams
+from loralab.training.hparams import LoRAHparams
 from loralab.library.store import ENTRY_FILE, FORMAT, MANIFEST_FILE, AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, find_linear_targets, load_model
 from loralab.utils.io import atomic_dir, check_output_dir, dumps_json, read_json
@@ -54,7 +54,7 @@ def is_library_dir(folder: Path) -> bool:
     Libraries carry no output marker (their layout is the format): the manifest decides when there is one;
     a build killed before its first manifest has an entry or a trainer run record under `.work/`.
     """
-    from loralab.library.checkpoints import RUN_FILE
+    from loralab.training.checkpoints import RUN_FILE
 
     manifest = folder / MANIFEST_FILE
     if manifest.is_file():
@@ -146,7 +146,7 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
     from peft import get_peft_model
     from transformers import set_seed
 
-    from loralab.library.trainer import train_adapter, training_features
+    from loralab.training.trainer import train_adapter, training_features
     from loralab.utils.env import git_hash, package_versions
 
     start = time.perf_counter()

@@ -24,7 +24,7 @@ _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which
 
 def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
     """The adapter's `adapter_config.json` as a mapping (one `AdapterError` for a missing or malformed file)."""
-    from loralab.adapters import read_artifact_json
+    from loralab.library.adapters import read_artifact_json
 
     if not adapter_dir.is_dir():
         raise AdapterError(f"adapter directory does not exist: {adapter_dir}")
@@ -39,7 +39,7 @@ def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
 
 def read_adapter_weights(adapter_dir: Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The adapter's tensors: a complete safetensors file (a pickle `.bin` only with `allow_pickle`), all finite."""
-    from loralab.adapters import check_finite, load_safetensors
+    from loralab.library.adapters import check_finite, load_safetensors
 
     safetensors_file = adapter_dir / "adapter_model.safetensors"
     bin_file = adapter_dir / "adapter_model.bin"
@@ -142,7 +142,7 @@ def import_adapter(
     """
     from safetensors.torch import save_file
 
-    from loralab.adapters import attach_adapter
+    from loralab.library.adapters import attach_peft_adapter
     from loralab.models.loading import check_device
 
     from loralab.library.build import check_library_out
@@ -162,8 +162,8 @@ def import_adapter(
     lm = model if isinstance(model, LoadedModel) else load_model(model_name, device=device)
     # every check of the eval path (check_adapter_fits among them), on a copy of the model's structure: lm.model
     # is left as it is
-    peft_model = attach_adapter(lm.model, adapter_dir, allow_pickle=allow_pickle,
-                                allow_base_mismatch=allow_base_mismatch)
+    peft_model = attach_peft_adapter(lm.model, adapter_dir, allow_pickle=allow_pickle,
+                                     allow_base_mismatch=allow_base_mismatch)
     metrics: dict[str, Any] = {}
     if eval_limit != 0:
         from loralab.library.build import _evaluate

@@ -43,7 +43,7 @@ class LibraryLoRA:
 
 def load_lora_dir(path: str | os.PathLike[str], task: str, domain: str = "general", sha256: str = "") -> LibraryLoRA:
     """Read a PEFT LoRA directory (safetensors) into per-module A/B matrices."""
-    from loralab.adapters import check_finite, load_safetensors, read_artifact_json
+    from loralab.library.adapters import check_finite, load_safetensors, read_artifact_json
 
     path = Path(path)
     config = read_artifact_json(path / "adapter_config.json", "adapter config")

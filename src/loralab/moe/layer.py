@@ -1,4 +1,4 @@
-"""`MoELoraLinear`: a base linear layer plus a bank of LoRA experts mixed by a router.
+"""`MoELoRALinear`: a base linear layer plus a bank of LoRA experts mixed by a router.
 
     h = W0 x + sum_i g_i(x) * s_i * B_i A_i dropout(x)
 
@@ -28,7 +28,7 @@ def linear_features(module: nn.Module) -> tuple[int, int]:
     raise TypeError(f"cannot wrap {type(module).__name__}: only nn.Linear and Conv1D layers")
 
 
-class MoELoraLinear(nn.Module):
+class MoELoRALinear(nn.Module):
     """A frozen base linear with E LoRA experts of rank r and a router.
 
     Args:

@@ -69,6 +69,15 @@ class MoEModel(nn.Module):
         object.__setattr__(self, "_merge_deltas", merge_deltas)
         object.__setattr__(self, "_stats", stats)
 
+    def step_logs(self) -> dict[str, float]:
+        """Router statistics of the last forward (`router/expert_i`, `router/load_entropy`), for the trainer's
+        logs (the `loralab.training.trainer.StepLogs` protocol); empty when nothing was recorded."""
+        from loralab.moe.stats import router_summary
+
+        if not self.state.records:
+            return {}
+        return router_summary(self.state.records, self.state.attention_mask)
+
     def method_stats(self) -> dict[str, float]:
         """Method-specific statistics of the current weights (empty for most methods)."""
         return self._stats(self) if self._stats is not None else {}
@@ -230,7 +239,7 @@ def load_method(model: nn.Module, path: str | os.PathLike[str], *, allow_base_mi
     `allow_base_mismatch`; module names and shapes must fit either way). Every failure is one `AdapterError`.
     Like `build_method`, this wraps `model` itself; `loralab.attach_adapter` leaves the given model unchanged.
     """
-    from loralab.adapters import check_base_model, check_finite, load_safetensors, read_artifact_json
+    from loralab.library.adapters import check_base_model, check_finite, load_safetensors, read_artifact_json
     from loralab.library.store import verify_files
     from loralab.moe.registry import get_method
 

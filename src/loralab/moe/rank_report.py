@@ -57,7 +57,7 @@ def rank_report(path: str | os.PathLike[str]) -> RankReport:
     """Chosen ranks per task and module of a MoRE checkpoint, and their history during training."""
     import torch
 
-    from loralab.adapters import check_finite, load_safetensors, read_artifact_json
+    from loralab.library.adapters import check_finite, load_safetensors, read_artifact_json
     from loralab.library.store import verify_files
     from loralab.moe.model import CONFIG_FILE, WEIGHTS_FILE
 

@@ -1,12 +1,64 @@
-"""The method registry: one line per method, a loud error on a clash, "did you mean" on a typo."""
+"""The method plug-in surface: `MethodSpec` (what a method is and how the runner treats it), `TrainRequest`
+(what a custom training function gets), and the registry (one line per method, a loud error on a clash,
+"did you mean" on a typo).
+
+Adding a method is one file under `loralab/moe/methods/` (or anywhere, for a user's own method) that ends
+with `register_method(MethodSpec(...))`; nothing else in loralab names it. What the benchmark runner must
+know about a method (whether it trains, takes library experts, uses the target's own LoRA) is declared
+here, not decided by comparing names.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from loralab.errors import UnknownNameError
+from loralab.utils.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from loralab.data import Task
+    from loralab.models import LoadedModel
+    from loralab.moe.config import MethodConfig
+    from loralab.moe.experts import LibraryLoRA
+    from loralab.moe.model import MoEModel
+    from loralab.training.hparams import LoRAHparams
+
+
+@dataclass
+class TrainRequest:
+    """Everything a method's custom `train` function gets (see `MethodSpec.train`).
+
+    Attributes:
+        method: The registry name.
+        lm: The base model and tokenizer; the function may wrap `lm.model` but must leave it unwrapped.
+        tasks: The training tasks (several: multi-task training, task ids in list order).
+        out: The checkpoint folder to write (atomically).
+        config: The method's config (an instance of `MethodSpec.config_cls`).
+        hparams: The shared training hyperparameters.
+        library: The LoRA library the experts come from (None without experts).
+        experts: The library tasks whose LoRAs are the experts (None: from scratch).
+        loras: Those LoRAs, loaded and hash-checked, in `experts` order.
+        progress: Show a progress bar.
+    """
+
+    method: str
+    lm: LoadedModel
+    tasks: list[Task]
+    out: Path
+    config: MethodConfig
+    hparams: LoRAHparams
+    library: Path | None
+    experts: list[str] | None
+    loras: list[LibraryLoRA] | None
+    progress: bool
+
+
+BuildFn = Callable[["torch.nn.Module", "MethodConfig", "list[LibraryLoRA] | None", "list[str]"], "MoEModel"]
+TrainFn = Callable[[TrainRequest], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -23,50 +75,46 @@ class MethodSpec:
         mergeable: Whether a per-task merge into the base weights exists.
         paper: Link to the paper.
         faithful: False when the implementation knowingly departs from the paper (see its docstring).
-        train: A custom training function `train(request: TrainRequest) -> info dict` that writes the
-            checkpoint itself (gradient-free LoraHub, PEFT-format baselines); None: the shared Trainer path.
+        train: A custom training function `train(request) -> info dict` that writes the checkpoint itself
+            (gradient-free LoraHub, PEFT-format baselines); None: the shared Trainer path.
+        trains: False for a reference that trains nothing (the base model): one evaluation serves every seed.
+        uses_own_lora: The target task's own library LoRA (the `lora` reference): it takes no experts, and
+            when the library has the target's LoRA it is copied, not trained, so it is seed-free too.
     """
 
     name: str
-    config_cls: type
-    build: Callable[..., Any]
+    config_cls: type[MethodConfig]
+    build: BuildFn
     description: str
     library: Literal["required", "optional", "none"]
     mergeable: bool
     paper: str
     faithful: bool = True
-    train: Callable[..., dict] | None = None
+    train: TrainFn | None = None
+    trains: bool = True
+    uses_own_lora: bool = False
+
+    def takes_experts(self, from_scratch: bool = False) -> bool:
+        """Whether this method is given library LoRAs as experts (so expert selection matters for it)."""
+        return self.library == "required" or (self.library == "optional" and not self.uses_own_lora
+                                              and not from_scratch)
+
+    def seed_free(self, target_in_library: bool) -> bool:
+        """Whether its result cannot depend on a training seed: nothing is trained, or the own LoRA is copied."""
+        return not self.trains or (self.uses_own_lora and target_in_library)
 
 
-METHODS: dict[str, MethodSpec] = {}
+METHODS: Registry[MethodSpec] = Registry("method", builtins="loralab.moe.methods")
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
-    if spec.name != spec.name.lower():
-        raise ValueError(f"method names are lowercase, got {spec.name!r}")
-    if spec.name in METHODS:
-        raise ValueError(f"method {spec.name!r} is already registered (by {METHODS[spec.name].build.__module__})")
-    METHODS[spec.name] = spec
-    return spec
+    """Register `spec` under `spec.name`; a second method of the same name is an error (not an overwrite)."""
+    return METHODS.register(spec.name, spec)
 
 
 def get_method(name: str) -> MethodSpec:
-    _load_builtin_methods()
-    if name not in METHODS:
-        raise UnknownNameError("method", name, METHODS)
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def all_methods() -> dict[str, MethodSpec]:
-    _load_builtin_methods()
-    return dict(sorted(METHODS.items()))
-
-
-def _load_builtin_methods() -> None:
-    import importlib
-    import pkgutil
-
-    import loralab.moe.methods as package
-
-    for info in pkgutil.iter_modules(package.__path__):  # each method module registers itself on import
-        importlib.import_module(f"{package.__name__}.{info.name}")
+    return METHODS.items()

@@ -7,7 +7,6 @@ Softmax is always taken in fp32 (Mixtral, LoRAMoE) and cast back by the caller.
 
 from __future__ import annotations
 
-import difflib
 import math
 from abc import ABC, abstractmethod
 
@@ -17,6 +16,7 @@ from torch import nn
 
 from loralab.errors import ConfigError
 from loralab.moe.state import RoutingState
+from loralab.utils.registry import Registry
 
 
 def topk_gates(probs: torch.Tensor, k: int | None, renormalize: bool) -> torch.Tensor:
@@ -109,16 +109,14 @@ class ScalingsRouter(Router):
         return weights[..., self.index, :], logits[..., self.index, :]
 
 
-ROUTERS = {"token": TokenRouter, "task": TaskEmbeddingRouter}
+ROUTERS: Registry[type[Router]] = Registry("router")
+ROUTERS.register("token", TokenRouter)
+ROUTERS.register("task", TaskEmbeddingRouter)
 
 
 def get_router(kind: str, **kwargs) -> Router:
-    """Router factory with a did-you-mean error for unknown kinds."""
-    if kind not in ROUTERS:
-        close = difflib.get_close_matches(kind, ROUTERS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown router {kind!r}{hint}; available: {', '.join(sorted(ROUTERS))}")
-    return ROUTERS[kind](**kwargs)
+    """Router factory (`UnknownNameError` with a did-you-mean for unknown kinds)."""
+    return ROUTERS.get(kind)(**kwargs)
 
 
 def kaiming_like_linear(weight: torch.Tensor) -> None:

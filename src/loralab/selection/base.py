@@ -93,6 +93,9 @@ class Selector(ABC):
         higher_is_better: False when the lowest scores win (perplexity).
         needs_model: Whether `scores` needs `context.lm` (random and manual do not load a model).
         config_cls: The strategy's options as a dataclass (validated in its `__post_init__`).
+        seeded: The choice depends on a `seed` option, which a benchmark cell sets to its own seed.
+        baseline: A point of comparison for relevance-based selection (LoRALib compares relevant LoRAs
+            against PPL-based and random selection); the benchmark's findings test the others against these.
     """
 
     name: ClassVar[str]
@@ -101,6 +104,8 @@ class Selector(ABC):
     higher_is_better: ClassVar[bool] = True
     needs_model: ClassVar[bool] = False
     config_cls: ClassVar[type]
+    seeded: ClassVar[bool] = False
+    baseline: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_cls()

@@ -165,7 +165,7 @@ def train_peft_lora(request, description: str) -> dict[str, Any]:
     from peft import get_peft_model
 
     from loralab.library.build import lora_config
-    from loralab.library.trainer import train_adapter, training_features
+    from loralab.training.trainer import train_adapter, training_features
 
     lm, hp = request.lm, request.hparams
     peft_model = get_peft_model(lm.model, lora_config(lm.model, hp))
@@ -341,11 +341,12 @@ def train_merge(request) -> dict[str, Any]:
 
 register_method(MethodSpec(
     name="base", config_cls=BaseModelConfig, build=build_base, library="none", mergeable=True, paper="",
-    train=train_base, description="Baseline: the base model, no adapter (an identity checkpoint for eval --adapter).",
+    train=train_base, trains=False,
+    description="Baseline: the base model, no adapter (an identity checkpoint for eval --adapter).",
 ))
 register_method(MethodSpec(
     name="lora", config_cls=SingleLoRAConfig, build=peft_format_build("lora"), library="optional", mergeable=True,
-    paper="https://arxiv.org/abs/2106.09685", train=train_lora,
+    paper="https://arxiv.org/abs/2106.09685", train=train_lora, uses_own_lora=True,
     description="Baseline: the task's own LoRA (copied from --library, else trained); a PEFT adapter.",
 ))
 register_method(MethodSpec(

@@ -31,7 +31,7 @@ import torch
 from loralab.errors import AdapterError, ConfigError
 from loralab.moe.builder import freeze, inject, select_targets
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
-from loralab.moe.layer import MoELoraLinear, linear_features
+from loralab.moe.layer import MoELoRALinear, linear_features
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
 from loralab.moe.routers import TokenRouter
@@ -66,7 +66,7 @@ class HydraLoRAConfig(MethodConfig):
             raise ConfigError(f"alpha must be > 0, got {self.alpha}")
 
 
-def init_from_library(layer: MoELoraLinear, name: str, experts) -> None:
+def init_from_library(layer: MoELoRALinear, name: str, experts) -> None:
     """Shared A = [A_1; ...; A_N]; head i = B_i in the columns of A_i, zeros elsewhere; scaling s_i."""
     r, total = experts[0].rank, layer.rank
     with torch.no_grad():
@@ -91,7 +91,7 @@ def build(model, cfg: HydraLoRAConfig, experts, tasks) -> MoEModel:
     def make(name, base):
         in_features, _ = linear_features(base)
         router = TokenRouter(in_features, cfg.num_experts).to(base.weight.device)
-        layer = MoELoraLinear(base, router, cfg.num_experts, cfg.rank, cfg.alpha / cfg.rank, cfg.dropout, state,
+        layer = MoELoRALinear(base, router, cfg.num_experts, cfg.rank, cfg.alpha / cfg.rank, cfg.dropout, state,
                               shared_a=True, name=name)
         if experts:
             init_from_library(layer, name, experts)

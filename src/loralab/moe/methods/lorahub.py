@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class LoraHubConfig(MethodConfig):
+class LoRAHubConfig(MethodConfig):
     """LoraHub settings (official defaults).
 
     Args:
@@ -128,7 +128,7 @@ def fewshot_examples(tasks: Sequence[Any], k: int, seed: int) -> list[tuple[Any,
 
 def fewshot_features(tasks: Sequence[Any], tokenizer, hp, k: int, seed: int) -> tuple[list[dict], list[str]]:
     """Tokenised answer-only features of the few-shot examples (as loralab trains), and their ids."""
-    from loralab.library.trainer import training_features
+    from loralab.training.trainer import training_features
 
     hp = hp.replace(max_train_examples=None)
     pairs = fewshot_examples(tasks, k, seed)
@@ -136,7 +136,7 @@ def fewshot_features(tasks: Sequence[Any], tokenizer, hp, k: int, seed: int) -> 
     return features, [ex.id for _, ex in pairs]
 
 
-class LoraHubObjective:
+class LoRAHubObjective:
     """The search objective on a model: one PEFT LoRA whose factors are overwritten with each composition.
 
     Args:
@@ -179,7 +179,7 @@ class LoraHubObjective:
     @torch.inference_mode()
     def cross_entropy(self) -> float:
         """Mean CE over every answer token of the few-shot features, with the current weights."""
-        from loralab.library.trainer import PadCollator, answer_only_loss
+        from loralab.training.trainer import PadCollator, answer_only_loss
 
         collate = PadCollator(self.pad_token_id)
         device = next(self.peft_model.parameters()).device
@@ -230,7 +230,7 @@ def _nevergrad():
     return ng
 
 
-def search_weights(score: Callable[[list[float]], tuple[float, float]], n: int, cfg: LoraHubConfig,
+def search_weights(score: Callable[[list[float]], tuple[float, float]], n: int, cfg: LoRAHubConfig,
                    seed: int) -> SearchResult:
     """Minimise `score(w)[0]` over w in [lower, upper]^n from w = 0 with nevergrad, `cfg.budget` evaluations."""
     ng = _nevergrad()
@@ -262,7 +262,7 @@ def train_lorahub(request) -> dict[str, Any]:
     check_distinct_experts(request)
     features, ids = fewshot_features(request.tasks, lm.tokenizer, hp, cfg.num_examples, hp.seed)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    objective = LoraHubObjective(lm.model, loras, features, l1=cfg.l1, batch_size=hp.batch_size, pad_token_id=pad)
+    objective = LoRAHubObjective(lm.model, loras, features, l1=cfg.l1, batch_size=hp.batch_size, pad_token_id=pad)
     try:
         result = search_weights(objective, len(loras), cfg, hp.seed)
         objective.set_weights(result.weights)
@@ -284,7 +284,7 @@ def train_lorahub(request) -> dict[str, Any]:
 
 
 register_method(MethodSpec(
-    name="lorahub", config_cls=LoraHubConfig, build=peft_format_build("lorahub"), library="required",
+    name="lorahub", config_cls=LoRAHubConfig, build=peft_format_build("lorahub"), library="required",
     mergeable=True, paper="https://arxiv.org/abs/2307.13269", faithful=False, train=train_lorahub,
     description="LoraHub: gradient-free (NGOpt) weights composing library LoRA factors; one PEFT adapter.",
 ))

@@ -31,7 +31,7 @@ import torch
 from loralab.errors import AdapterError, ConfigError
 from loralab.moe.builder import freeze, inject, select_targets
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
-from loralab.moe.layer import MoELoraLinear, linear_features
+from loralab.moe.layer import MoELoRALinear, linear_features
 from loralab.moe.losses import localized_balancing_loss
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
@@ -108,7 +108,7 @@ def build_token_moe(model, cfg, experts, tasks, *, router_kwargs: dict, method: 
     def make(name, base):
         in_features, _ = linear_features(base)
         router = TokenRouter(in_features, cfg.num_experts, **router_kwargs).to(base.weight.device)
-        layer = MoELoraLinear(base, router, cfg.num_experts, cfg.rank, scaling, cfg.dropout, state, name=name)
+        layer = MoELoRALinear(base, router, cfg.num_experts, cfg.rank, scaling, cfg.dropout, state, name=name)
         for i, lora in enumerate(experts or []):
             if name not in lora.weights:
                 raise AdapterError(f"library LoRA {lora.task!r} has no weights for {name}; experts must cover the targets")

@@ -16,7 +16,7 @@ How it runs: the FFN block is found by type (the outermost non-container module 
 "ffn"-kind linears) and wrapped by composition in a `MixLoRABlock`, whose forward routes the tokens and
 runs the FFN module's own forward once per expert on the tokens routed to it (as transformers'
 Mixtral block does), with `state.extras[KEY]` naming the active expert that the FFN's
-`ExpertLoraLinear` layers apply. No per-architecture code.
+`ExpertLoRALinear` layers apply. No per-architecture code.
 
 Deviations from the official code:
 * Any architecture whose FFN is a module of its own (LLaMA, GPT-2, Falcon, Phi, ...), not only the
@@ -47,7 +47,7 @@ from loralab.errors import AdapterError, ConfigError
 from loralab.models import classify_linear_modules
 from loralab.moe.builder import freeze, inject
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
-from loralab.moe.layer import MoELoraLinear
+from loralab.moe.layer import MoELoRALinear
 from loralab.moe.losses import load_balancing_loss
 from loralab.moe.model import MoEModel, replace_module
 from loralab.moe.registry import MethodSpec, register_method
@@ -124,8 +124,8 @@ def active_expert(state: RoutingState, num_experts: int) -> int:
     return index
 
 
-class ExpertLoraLinear(MoELoraLinear):
-    """A MoELoraLinear that applies only the active expert's LoRA, the usual way: W0 x + s_i B_i A_i dropout(x).
+class ExpertLoRALinear(MoELoRALinear):
+    """A MoELoRALinear that applies only the active expert's LoRA, the usual way: W0 x + s_i B_i A_i dropout(x).
 
     With one expert it is a plain LoRA (MixLoRA's attention linears). It records no router decision:
     the block records its own.
@@ -143,7 +143,7 @@ class MixLoRABlock(nn.Module):
     """An FFN block turned into N experts with a top-k token router (sparse: each expert sees its tokens only).
 
     Args:
-        ffn: The FFN module, whose linears are `ExpertLoraLinear` layers with N experts.
+        ffn: The FFN module, whose linears are `ExpertLoRALinear` layers with N experts.
         router: TokenRouter(hidden -> N, top-k, renormalised).
         state: The routing state of the owning model.
         name: Qualified name of the block, used in router records.
@@ -247,7 +247,7 @@ def aux_loss(moe: MoEModel) -> torch.Tensor | None:
     return cfg.aux_loss_coef * load_balancing_loss(logits, cfg.top_k, state.attention_mask)
 
 
-def _init_attention_from_library(layer: ExpertLoraLinear, name: str, experts, rank: int) -> None:
+def _init_attention_from_library(layer: ExpertLoRALinear, name: str, experts, rank: int) -> None:
     """Attention LoRA = mean of the library updates, exactly: A = [A_1; ...; A_N], B = [s_1 B_1, ...] / (N s_1)."""
     n, s1 = len(experts), experts[0].scaling
     with torch.no_grad():
@@ -282,7 +282,7 @@ def build(model, cfg: MixLoRAConfig, experts, tasks) -> MoEModel:
     attn_rank = cfg.attention_rank or r
 
     def make_expert(name, base):
-        layer = ExpertLoraLinear(base, ActiveExpertRouter(n), n, r, cfg.alpha / r, cfg.dropout, state, name=name)
+        layer = ExpertLoRALinear(base, ActiveExpertRouter(n), n, r, cfg.alpha / r, cfg.dropout, state, name=name)
         for i, lora in enumerate(experts or []):
             if name not in lora.weights:
                 raise AdapterError(f"library LoRA {lora.task!r} has no weights for {name}; experts must cover the FFN")
@@ -290,7 +290,7 @@ def build(model, cfg: MixLoRAConfig, experts, tasks) -> MoEModel:
         return layer
 
     def make_attention(name, base):
-        layer = ExpertLoraLinear(base, ActiveExpertRouter(1), 1, attn_rank, cfg.alpha / attn_rank, cfg.dropout, state,
+        layer = ExpertLoRALinear(base, ActiveExpertRouter(1), 1, attn_rank, cfg.alpha / attn_rank, cfg.dropout, state,
                                  name=name)
         if experts:
             _init_attention_from_library(layer, name, experts, r)
@@ -326,7 +326,7 @@ class _UnwrapExperts:
     def remove(self) -> None:
         for block in self.blocks:
             for name, module in list(block.ffn.named_modules()):
-                if isinstance(module, ExpertLoraLinear):
+                if isinstance(module, ExpertLoRALinear):
                     replace_module(block.ffn, name, module.base_layer)
 
 

@@ -39,7 +39,7 @@ from torch import nn
 from loralab.errors import AdapterError, ConfigError, UserInputError
 from loralab.moe.builder import freeze, inject, select_targets
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
-from loralab.moe.layer import MoELoraLinear
+from loralab.moe.layer import MoELoRALinear
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
 from loralab.moe.routers import Router, TaskEmbeddingRouter
@@ -114,7 +114,7 @@ def task_gate_weights(moe: MoEModel, task_id: int) -> torch.Tensor:
 def merge_deltas(moe: MoEModel, task_id: int | None) -> dict[str, torch.Tensor]:
     gates = task_gate_weights(moe, moe.merge_task_id(task_id))
     return {name: layer.expert_delta(gates.to(layer.scaling.device))
-            for name, layer in moe.model.named_modules() if isinstance(layer, MoELoraLinear)}
+            for name, layer in moe.model.named_modules() if isinstance(layer, MoELoRALinear)}
 
 
 def build(model, cfg: MOELoRAConfig, experts, tasks) -> MoEModel:
@@ -130,7 +130,7 @@ def build(model, cfg: MOELoRAConfig, experts, tasks) -> MoEModel:
     scaling = [e.scaling for e in experts] if experts else cfg.alpha / cfg.rank
 
     def make(name, base):
-        layer = MoELoraLinear(base, SharedTaskGate(gate), cfg.num_experts, cfg.expert_rank, scaling, cfg.dropout,
+        layer = MoELoRALinear(base, SharedTaskGate(gate), cfg.num_experts, cfg.expert_rank, scaling, cfg.dropout,
                               state, name=name)
         nn.init.normal_(layer.lora_A, mean=0.0, std=0.01)
         for i, lora in enumerate(experts or []):

@@ -14,7 +14,7 @@ sample with its task's embedding in every module, L_con = mean over modules of
 CE(cos(h_i, E) / tau, t_i), and the total loss is L_gen + lambda * L_con (lambda 0.1, tau 0.05).
 Training draws one-task batches with probability softmax(|D_t| / sum |D|) (`task_batches`).
 
-Implementation: rank component j is expert j of a `MoELoraLinear` with R rank-1 experts, and the
+Implementation: rank component j is expert j of a `MoELoRALinear` with R rank-1 experts, and the
 `RankSelector` router returns the gates c_j^2 * [j < k_t] * ste — so the nested prefixes are computed
 in one stacked matmul like every other method, and the per-task weight update is a fixed matrix that
 `merge_and_unload(task)` folds into W0 (zero extra inference cost; `loralab merge`).
@@ -54,7 +54,7 @@ from torch import nn
 from loralab.errors import ConfigError, UserInputError
 from loralab.moe.builder import freeze, inject, select_targets
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
-from loralab.moe.layer import MoELoraLinear, linear_features
+from loralab.moe.layer import MoELoRALinear, linear_features
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
 from loralab.moe.routers import Router
@@ -185,7 +185,7 @@ def more_aux_loss(moe: MoEModel) -> torch.Tensor | None:
 
 def selectors(moe: MoEModel) -> dict[str, RankSelector]:
     return {name: m.router for name, m in moe.model.named_modules()
-            if isinstance(m, MoELoraLinear) and isinstance(m.router, RankSelector)}
+            if isinstance(m, MoELoRALinear) and isinstance(m.router, RankSelector)}
 
 
 @torch.no_grad()
@@ -208,7 +208,7 @@ def merge_deltas(moe: MoEModel, task_id: int | None) -> dict[str, torch.Tensor]:
     task = moe.merge_task_id(task_id)
     deltas = {}
     for name, layer in moe.model.named_modules():
-        if isinstance(layer, MoELoraLinear) and isinstance(layer.router, RankSelector):
+        if isinstance(layer, MoELoRALinear) and isinstance(layer.router, RankSelector):
             ids = torch.tensor([task], device=layer.router.gate.weight.device)
             deltas[name] = layer.expert_delta(layer.router.task_gates(ids)[0][0].detach())
     return deltas
@@ -246,7 +246,7 @@ def build(model, cfg: MoREConfig, experts, tasks) -> MoEModel:
     def make(name, base):
         selector = RankSelector(linear_features(base)[0], len(tasks), cfg.rank, cfg)
         selector.to(device=base.weight.device)
-        layer = MoELoraLinear(base, selector, cfg.rank, 1, scaling, cfg.dropout, state, name=name)
+        layer = MoELoRALinear(base, selector, cfg.rank, 1, scaling, cfg.dropout, state, name=name)
         nn.init.kaiming_uniform_(layer.lora_A, a=math.sqrt(5))  # the (R, in) matrix, as PEFT's LoRA A
         return layer
 

@@ -75,7 +75,7 @@ class MTLLoRAConfig(MethodConfig):
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
 
 
-class MTLLoraLinear(nn.Module):
+class MTLLoRALinear(nn.Module):
     """A frozen base linear plus MTL-LoRA's task-specific low-rank update.
 
     Shapes (T tasks, H = num_B heads, r rank): lora_A (r, in); lora_lambdas (T, r, r), or (T, r) when
@@ -156,7 +156,7 @@ class MTLLoraLinear(nn.Module):
 
 def merge_deltas(moe: MoEModel, task_id: int | None) -> dict[str, torch.Tensor]:
     t = moe.merge_task_id(task_id)
-    return {name: layer.task_delta(t) for name, layer in moe.model.named_modules() if isinstance(layer, MTLLoraLinear)}
+    return {name: layer.task_delta(t) for name, layer in moe.model.named_modules() if isinstance(layer, MTLLoRALinear)}
 
 
 def build(model, cfg: MTLLoRAConfig, experts, tasks) -> MoEModel:
@@ -173,7 +173,7 @@ def build(model, cfg: MTLLoRAConfig, experts, tasks) -> MoEModel:
     state = RoutingState()
 
     def make(name, base):
-        layer = MTLLoraLinear(base, len(tasks), cfg.rank, cfg.num_B, cfg.alpha / cfg.rank, cfg.temperature,
+        layer = MTLLoRALinear(base, len(tasks), cfg.rank, cfg.num_B, cfg.alpha / cfg.rank, cfg.temperature,
                               cfg.dropout, state, diagonal=cfg.diagonal, name=name)
         if lora is not None:
             if name not in lora.weights:

@@ -25,7 +25,7 @@ from torch import nn
 from loralab.errors import UserInputError
 from loralab.moe.builder import freeze, inject, select_targets
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
-from loralab.moe.layer import MoELoraLinear
+from loralab.moe.layer import MoELoRALinear
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
 from loralab.moe.routers import Router
@@ -70,7 +70,7 @@ class LearnedScales(Router):
 
 def merge_deltas(moe: MoEModel, task_id: int | None) -> dict[str, torch.Tensor]:
     return {name: layer.expert_delta(layer.router.scale.detach().float())
-            for name, layer in moe.model.named_modules() if isinstance(layer, MoELoraLinear)}
+            for name, layer in moe.model.named_modules() if isinstance(layer, MoELoRALinear)}
 
 
 def build(model, cfg: MultiLoRAConfig, experts, tasks) -> MoEModel:
@@ -82,7 +82,7 @@ def build(model, cfg: MultiLoRAConfig, experts, tasks) -> MoEModel:
 
     def make(name, base):
         router = LearnedScales(cfg.num_modules).to(base.weight.device)
-        layer = MoELoraLinear(base, router, cfg.num_modules, cfg.rank, 1.0, cfg.dropout, state, name=name)
+        layer = MoELoRALinear(base, router, cfg.num_modules, cfg.rank, 1.0, cfg.dropout, state, name=name)
         for b in layer.lora_B.data.split(cfg.rank, dim=1):  # kaiming for B too: the zero scales keep the init
             nn.init.kaiming_uniform_(b, a=math.sqrt(5))
         return layer

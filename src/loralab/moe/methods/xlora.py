@@ -29,7 +29,7 @@ from torch import nn
 from loralab.errors import ConfigError, UserInputError
 from loralab.moe.builder import freeze, inject
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
-from loralab.moe.layer import MoELoraLinear
+from loralab.moe.layer import MoELoRALinear
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
 from loralab.moe.routers import ScalingsRouter, topk_gates
@@ -229,7 +229,7 @@ def build(model, cfg: XLoRAConfig, experts, tasks) -> MoEModel:
 
     def make(name, base):
         router = ScalingsRouter(cfg.num_experts, KEY, index[name])
-        layer = MoELoraLinear(base, router, cfg.num_experts, cfg.rank, scaling, cfg.lora_dropout, state, name=name)
+        layer = MoELoRALinear(base, router, cfg.num_experts, cfg.rank, scaling, cfg.lora_dropout, state, name=name)
         for i, lora in enumerate(experts or []):
             if name in lora.weights:
                 layer.set_expert(i, *lora.weights[name])

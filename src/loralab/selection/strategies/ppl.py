@@ -37,6 +37,7 @@ class PerplexitySelector(Selector):
     name = "ppl"
     description = "lowest answer-token perplexity of each LoRA on a few target train examples"
     score_name = "perplexity"
+    baseline = True
     higher_is_better = False
     needs_model = True
     config_cls = PerplexityConfig
@@ -47,8 +48,8 @@ class PerplexitySelector(Selector):
     def scores(self, context: SelectionContext) -> dict[str, float]:
         from peft import PeftModel
 
-        from loralab.library.hparams import LoRAHparams
-        from loralab.library.trainer import PadCollator, training_features
+        from loralab.training.hparams import LoRAHparams
+        from loralab.training.trainer import PadCollator, training_features
         from loralab.utils.progress import progress_bar
 
         lm, cfg = context.lm, self.config
@@ -91,7 +92,7 @@ class PerplexitySelector(Selector):
 @torch.inference_mode()
 def answer_perplexity(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> float:
     """exp(mean NLL over every answer token of `batches`), with the training loss's own code path."""
-    from loralab.library.trainer import answer_only_loss
+    from loralab.training.trainer import answer_only_loss
 
     device = next(model.parameters()).device
     total, count = 0.0, 0

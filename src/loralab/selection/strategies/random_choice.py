@@ -36,6 +36,8 @@ class RandomSelector(Selector):
     higher_is_better = True
     needs_model = False
     config_cls = RandomConfig
+    seeded = True
+    baseline = True
 
     def scores(self, context: SelectionContext) -> dict[str, float]:
         seed, target = self.config.seed, context.target.name

@@ -3,7 +3,7 @@
 From Python, importing this module registers the model type:
 
     import lm_eval
-    import loralab.lmeval  # noqa: F401  (registers model="loralab")
+    import loralab.recipes.lmeval  # noqa: F401  (registers model="loralab")
 
     results = lm_eval.simple_evaluate(
         model="loralab",
@@ -13,10 +13,10 @@ From Python, importing this module registers the model type:
 From the command line, lm-eval 0.4 has no plugin discovery for model types (its registry only knows
 the modules it ships), so this module wraps lm-eval's own command line after registering:
 
-    python -m loralab.lmeval --model loralab --model_args pretrained=smollm2-135m,adapter=runs/loramoe \\
+    python -m loralab.recipes.lmeval --model loralab --model_args pretrained=smollm2-135m,adapter=runs/loramoe \\
         --tasks arc_easy --batch_size 8
 
-Everything after `python -m loralab.lmeval` is lm-eval's (`run`, `ls tasks`, `--include_path`, ...).
+Everything after `python -m loralab.recipes.lmeval` is lm-eval's (`run`, `ls tasks`, `--include_path`, ...).
 
 model_args:
     pretrained: A loralab model spec: alias (`loralab models ls`), local directory or hub id.
@@ -44,7 +44,7 @@ try:
     from lm_eval.api.registry import register_model
     from lm_eval.models.huggingface import HFLM
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("loralab.lmeval needs lm-evaluation-harness: pip install 'loralab[lmeval]'") from exc
+    raise ImportError("loralab.recipes.lmeval needs lm-evaluation-harness: pip install 'loralab[lmeval]'") from exc
 
 from loralab.errors import UserInputError
 
@@ -76,8 +76,8 @@ def task_yaml(name: str, data_file: str | os.PathLike[str], *, kind: str = "mult
 
 
 def _register(cls):
-    # `python -m loralab.lmeval` runs this file as `__main__` first; the class lm-eval gets is the one of
-    # the importable module `loralab.lmeval` (imported by the `__main__` block), registered exactly once.
+    # `python -m loralab.recipes.lmeval` runs this file as `__main__` first; the class lm-eval gets is the one of
+    # the importable module `loralab.recipes.lmeval` (imported by the `__main__` block), registered exactly once.
     if __name__ == "__main__":
         return cls
     return register_model(MODEL_TYPE)(cls)
@@ -124,7 +124,7 @@ class LoralabLM(HFLM):
                                  f"got {type(pretrained).__name__}")
         net = lm.model
         if adapter is not None:
-            from loralab.adapters import attach_adapter
+            from loralab.moe.adapters import attach_adapter
 
             net = attach_adapter(net, str(adapter), allow_pickle=_flag(allow_pickle))
         self.routing_task = _set_routing(net, task)
@@ -226,7 +226,7 @@ def _routes_by_task(net) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """lm-eval's command line with the `loralab` model type registered (`python -m loralab.lmeval ...`)."""
+    """lm-eval's command line with the `loralab` model type registered (`python -m loralab.recipes.lmeval ...`)."""
     from lm_eval.__main__ import cli_evaluate
 
     if argv is not None:
@@ -238,6 +238,6 @@ __all__ = ["MODEL_TYPE", "LoralabLM", "main"]
 
 
 if __name__ == "__main__":
-    from loralab.lmeval import main as _main  # importing the module registers the model type
+    from loralab.recipes.lmeval import main as _main  # importing the module registers the model type
 
     _main()

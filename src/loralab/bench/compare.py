@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loralab.compare_table import write_table
+from loralab.bench.compare_table import write_table
 from loralab.data import Task
 from loralab.errors import UserInputError
-from loralab.library.hparams import LoRAHparams
+from loralab.training.hparams import LoRAHparams
 from loralab.utils.io import atomic_write_json, check_output_dir, mark_output, read_json
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Protocol:
     def train(self, method: str, tasks: list[Task], name: str, seed: int, experts: list[str] | None,
               library: Path | None) -> tuple[Path, dict[str, Any]]:
         """Train `method` on `tasks` (jointly when several) into `checkpoints/NAME`; return it and the info."""
-        from loralab.train import train_method
+        from loralab.recipes.train import train_method
 
         ckpt = self.out / "checkpoints" / name
         info = train_method(method, self.model, tasks, ckpt, library=library, experts=experts,
@@ -81,7 +81,7 @@ class Protocol:
         return ckpt, info
 
     def evaluate(self, task: Task, adapter: Path | None) -> dict[str, Any]:
-        from loralab.api import run_eval
+        from loralab.recipes.evaluate import run_eval
 
         return run_eval(self.model, task, adapter=adapter, split=self.split, limit=self.eval_limit, device=self.device)
 

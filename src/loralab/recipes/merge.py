@@ -23,7 +23,7 @@ MERGE_FILE = "loralab_merge.json"
 
 def adapter_model_name(adapter: str | os.PathLike[str]) -> str | None:
     """The base model an adapter was trained on, from its loralab metadata (None if it has none)."""
-    from loralab.adapters import recorded_base_model
+    from loralab.moe.adapters import recorded_base_model
 
     recorded = recorded_base_model(adapter)
     return recorded.name if recorded is not None else None
@@ -54,7 +54,7 @@ def merge_adapter(
 
     Returns the provenance record also written to `out/loralab_merge.json`.
     """
-    from loralab.adapters import attach_adapter
+    from loralab.moe.adapters import attach_adapter
     from loralab.errors import AdapterError
     from loralab.models import load_model
     from loralab.models.loading import check_device
@@ -96,8 +96,8 @@ def _resolve_task(net, lm, task: str | None, nearest_examples: int, data_dir, re
                              + ("pass --nearest N to pick the nearest training task from N examples"
                                 if net.method == "more" else "choose one of them"))
     from loralab.data import load_task
-    from loralab.library.trainer import PadCollator, training_features
-    from loralab.library.hparams import LoRAHparams
+    from loralab.training.trainer import PadCollator, training_features
+    from loralab.training.hparams import LoRAHparams
     from loralab.moe.methods.more import nearest_task
 
     unseen = load_task(task, data_dir=data_dir)

@@ -65,7 +65,7 @@ def run_eval(
         model, device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     net = lm.model
     if adapter is not None:
-        from loralab.adapters import attach_adapter
+        from loralab.moe.adapters import attach_adapter
 
         net = attach_adapter(net, adapter, allow_pickle=allow_pickle, allow_base_mismatch=allow_base_mismatch)
     routing = _routing_context(net, task_obj)

@@ -1,6 +1,7 @@
-"""Attach a saved adapter to a base model, after checking that it is what it claims to be.
+"""Read a saved PEFT adapter, after checking that it is what it claims to be; the integrity checks every
+adapter and method checkpoint reader shares.
 
-Every path that reads an adapter or a method checkpoint comes through `attach_adapter` (`loralab eval`,
+Every path that reads an adapter or a method checkpoint comes through `loralab.attach_adapter` (`loralab eval`,
 `merge`, `analyze-router`, the lm-eval model, `library add`), so these checks hold on all of them; each
 failure is one `AdapterError` line:
 
@@ -45,34 +46,17 @@ _META_FILES = (METHOD_FILE, TRAIN_FILE, ENTRY_FILE)
 _ALLOW = "--allow-base-mismatch (allow_base_mismatch=True)"
 
 
-def attach_adapter(model: torch.nn.Module, path: str | os.PathLike[str], *, allow_pickle: bool = False,
-                   allow_base_mismatch: bool = False) -> torch.nn.Module:
-    """`model` with the adapter saved in `path` (a PEFT adapter or a loralab method checkpoint) attached.
+def attach_peft_adapter(model: torch.nn.Module, path: str | os.PathLike[str], *, allow_pickle: bool = False,
+                        allow_base_mismatch: bool = False) -> torch.nn.Module:
+    """A `PeftModel` of `path` on a structural copy of `model` (shared weights), after every check above.
 
-    Returns a new module (a `PeftModel` or a `MoEModel`) that shares `model`'s weight tensors; `model`
-    itself is left as it was, so it stays usable as the base model (see the module docstring).
-
-    Args:
-        model: The base model, without adapter layers (a model that already carries one is refused).
-        path: The adapter folder.
-        allow_pickle: Accept `adapter_model.bin` (a pickle can run code when loaded).
-        allow_base_mismatch: Attach even though the adapter's loralab metadata records another base model.
-            Module names and shapes must still fit.
-
-    Raises:
-        AdapterError: see the module docstring; also a missing folder or files, a pickle without `allow_pickle`.
-        UserInputError: `model` already carries adapter layers.
+    `loralab.attach_adapter` (in `loralab.moe.adapters`) is the entry point for users: it also takes method
+    checkpoints and refuses models that already carry loralab's or PEFT's adapter layers.
     """
-    from loralab.moe.builder import check_plain_model
-    from loralab.moe.model import is_method_checkpoint, load_method
-
     path = Path(path)
     if not path.is_dir():
         raise AdapterError(f"adapter directory does not exist: {path}")
-    check_plain_model(model, "attach an adapter to")
-    if is_method_checkpoint(path):  # a loralab LoRA-MoE method checkpoint, not a PEFT adapter
-        return _on_copy(model, lambda m: load_method(m, path, allow_base_mismatch=allow_base_mismatch))
-    return _on_copy(model, lambda m: _load_peft(m, path, allow_pickle, allow_base_mismatch))
+    return on_copy(model, lambda m: _load_peft(m, path, allow_pickle, allow_base_mismatch))
 
 
 def _load_peft(model: torch.nn.Module, path: Path, allow_pickle: bool, allow_base_mismatch: bool) -> torch.nn.Module:
@@ -102,7 +86,7 @@ def _load_peft(model: torch.nn.Module, path: Path, allow_pickle: bool, allow_bas
     return peft_model
 
 
-def _on_copy(model: torch.nn.Module, attach) -> torch.nn.Module:
+def on_copy(model: torch.nn.Module, attach) -> torch.nn.Module:
     """`attach(copy)` on a copy of `model`'s module tree that shares its parameters and buffers.
 
     deepcopy with every tensor of the model pre-seeded in the memo copies the modules (and config) but

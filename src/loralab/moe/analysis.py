@@ -1,6 +1,6 @@
 """Router analysis: which experts does a trained LoRA-MoE method use, per task?
 
-    from loralab.analysis import analyze_router
+    from loralab.moe.analysis import analyze_router
     result = analyze_router("smollm2-135m", "runs/loramoe", ["social_iqa", "navigate"], limit=200, out="runs/router")
 
 The model runs on each task's examples -- the prompt followed by the gold answer (the correct choice of a
@@ -286,7 +286,7 @@ def analyze_router(
     Inputs are checked before the model loads: the tasks and their splits, and that `adapter` is a loralab
     method checkpoint (a plain PEFT adapter has no router: a one-line `AdapterError`).
     """
-    from loralab.adapters import attach_adapter
+    from loralab.moe.adapters import attach_adapter
     from loralab.models import load_model
     from loralab.moe.model import is_method_checkpoint
 

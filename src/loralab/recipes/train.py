@@ -19,33 +19,17 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loralab.data import Task, load_task
 from loralab.errors import UserInputError
-from loralab.library.hparams import LoRAHparams
+from loralab.training.hparams import LoRAHparams
 from loralab.models import LoadedModel, load_model
+from loralab.moe.registry import TrainRequest
 from loralab.utils.io import check_output_dir, json_safe, read_json
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainRequest:
-    """Everything a method's custom `train` function gets (see `MethodSpec.train`)."""
-
-    method: str
-    lm: LoadedModel
-    tasks: list[Task]
-    out: Path
-    config: Any
-    hparams: LoRAHparams
-    library: Path | None
-    experts: list[str] | None
-    loras: list[Any] | None
-    progress: bool
 
 
 def build_method(method: str, lm: LoadedModel, tasks: Sequence[str], *, config: Mapping[str, Any] | None = None,
@@ -87,7 +71,7 @@ def is_checkpoint_dir(folder: Path) -> bool:
 
 def check_checkpoint_out(out: str | os.PathLike[str], option: str = "--out") -> Path:
     """Fail before any work unless `out` may be replaced by a checkpoint, and so may its work folder."""
-    from loralab.library.checkpoints import RUN_FILE
+    from loralab.training.checkpoints import RUN_FILE
 
     target = check_output_dir(out, kind="checkpoint", what="method checkpoint", option=option,
                               recognise=is_checkpoint_dir)
@@ -102,7 +86,7 @@ def work_dir(out: str | os.PathLike[str]) -> Path:
 
 
 def method_features(tasks: Sequence[Task], tokenizer, hp: LoRAHparams, task_types: Mapping[str, int]) -> list[dict]:
-    from loralab.library.trainer import training_features
+    from loralab.training.trainer import training_features
 
     features = []
     for task_id, task in enumerate(tasks):
@@ -128,7 +112,7 @@ def train_method(
     """Build, train and save a method checkpoint that `loralab eval --adapter OUT` evaluates."""
     from transformers import set_seed
 
-    from loralab.library.trainer import train_adapter
+    from loralab.training.trainer import train_adapter
     from loralab.moe.registry import get_method
 
     spec = get_method(method)  # an unknown method fails before anything loads

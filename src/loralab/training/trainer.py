@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -26,14 +26,25 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from loralab.data.schema import Example, Task
 from loralab.errors import TaskFormatError, TrainingDivergedError
 from loralab.eval.loglik import encode_pair, prefix_token_id
-from loralab.library.checkpoints import (CHECKPOINT_PREFIX, CHECKPOINT_STATE, RUN_FILE, checkpoint_dirs,
+from loralab.training.checkpoints import (CHECKPOINT_PREFIX, CHECKPOINT_STATE, RUN_FILE, checkpoint_dirs,
                                          latest_checkpoint, non_finite_parameters, resumable_checkpoint,
                                          run_fingerprint)
-from loralab.library.hparams import LoRAHparams
+from loralab.training.hparams import LoRAHparams
 from loralab.utils.io import atomic_write_json, fsync_tree, read_json
 
 logger = logging.getLogger(__name__)
 IGNORE = -100
+
+
+@runtime_checkable
+class StepLogs(Protocol):
+    """What a trained model may offer the trainer's logs: scalar statistics of its last forward.
+
+    `MoEModel.step_logs` returns router statistics; a plain PEFT model offers nothing. The trainer averages
+    them over the steps of each logging interval, so the engine never needs to know what a router is.
+    """
+
+    def step_logs(self) -> dict[str, float]: ...
 
 
 def training_features(task: Task, tokenizer, hp: LoRAHparams, examples: Sequence[Example] | None = None) -> list[dict]:
@@ -189,12 +200,10 @@ class AnswerOnlyTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
     def _collect_router_stats(self, model, aux) -> None:
-        state = getattr(model, "state", None)
-        if state is None or not getattr(state, "records", None):
+        # the model reports its own per-step statistics (`StepLogs`); the engine knows nothing of routers
+        stats = model.step_logs() if isinstance(model, StepLogs) else {}
+        if not stats:
             return
-        from loralab.moe.stats import router_summary
-
-        stats = router_summary(state.records, state.attention_mask)
         if aux is not None:
             stats["router/aux_loss"] = float(aux.detach())
         for key, value in stats.items():
@@ -328,7 +337,7 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     sampler = None
     if task_batches:
-        from loralab.library.sampling import TaskBatchSampler
+        from loralab.training.sampling import TaskBatchSampler
 
         sampler = TaskBatchSampler([f["task_ids"] for f in features], hp.batch_size, seed=hp.seed)
     bar = RichProgressCallback(description, progress)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from loralab.library.hparams import LoRAHparams
+from loralab.training.hparams import LoRAHparams
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"  # HF Trainer's checkpoint folders in the work dir
