@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 from loralab.data.schema import Example, Task
-from loralab.errors import TaskFormatError, TrainingDivergedError
+from loralab.errors import ConfigError, TaskFormatError, TrainingDivergedError
 from loralab.eval.loglik import encode_pair, prefix_token_id
 from loralab.training.checkpoints import (CHECKPOINT_PREFIX, CHECKPOINT_STATE, RUN_FILE, checkpoint_dirs,
                                          latest_checkpoint, non_finite_parameters, resumable_checkpoint,
@@ -316,6 +316,20 @@ class TrainStats:
     history: list[dict[str, float]] = field(default_factory=list)  # method statistics per logging step
 
 
+def check_context(model: torch.nn.Module, features: Sequence[dict], hp: LoRAHparams) -> None:
+    """Refuse, before training, features longer than the model's positions (an IndexError deep in the forward).
+
+    Not capped silently: the recorded `max_length` would then not be what was trained with.
+    """
+    config = getattr(model, "config", None)
+    limit = next((getattr(config, k) for k in ("max_position_embeddings", "n_positions", "max_sequence_length")
+                  if isinstance(getattr(config, k, None), int)), None)
+    longest = max((len(f["input_ids"]) for f in features), default=0)
+    if limit is not None and longest > limit:
+        raise ConfigError(f"max_length: {hp.max_length} lets a training example reach {longest} tokens, but the model "
+                          f"has {limit} positions; set max_length <= {limit}")
+
+
 def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: LoRAHparams,
                   work_dir: str | os.PathLike[str], *, description: str = "training", progress: bool = True,
                   task_batches: bool = False, fingerprint: Mapping[str, Any] | None = None) -> TrainStats:
@@ -330,6 +344,7 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
         TrainingDivergedError: a NaN/inf loss or weight; nothing is saved from that step on, and the last
             complete checkpoint (if any) stays in `work_dir`.
     """
+    check_context(model, features, hp)
     run = run_fingerprint(model, features, hp, {"task_batches": task_batches, **(fingerprint or {})})
     resume_dir = resumable_checkpoint(work_dir, run, description)
     atomic_write_json(Path(work_dir) / RUN_FILE, run)
