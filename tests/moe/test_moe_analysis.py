@@ -23,8 +23,8 @@ from loralab.errors import AdapterError, UserInputError
 from loralab.library import Library
 from loralab.models import build_tiny_model
 from loralab.recipes.train import build_method
-from moe.test_moe_contract import CASES as CONTRACT_CASES
-from moe.test_moe_contract import build as contract_build
+from loralab.moe.registry import all_methods
+from moe.contract import build as contract_build
 
 TASKS = ["toy_a", "toy_b"]
 
@@ -224,9 +224,9 @@ def test_cli_analyze_router_without_router_exits_2_one_line(tiny_libraries, tmp_
     assert not out.exists()
 
 
-@pytest.mark.parametrize("method", sorted(CONTRACT_CASES))
+@pytest.mark.parametrize("method", sorted(m for m, spec in all_methods().items() if spec.contract is not None))
 def test_every_contract_method_can_be_analysed(tiny_libraries, method):
-    """Every LoRA-MoE method of the contract table (new ones included) gives per-task statistics."""
+    """Every LoRA-MoE method of the contract suite (new ones included) gives per-task statistics."""
     lm, moe = contract_build(method, "llama", tiny_libraries)
     perturb(moe, 0.1)
     result = router_statistics(moe, lm.tokenizer, toy_tasks(n=8), batch_size=2, progress=False)
@@ -234,5 +234,5 @@ def test_every_contract_method_can_be_analysed(tiny_libraries, method):
     values = torch.tensor(result.mean_weight)
     assert values.shape == (2, len(result.experts)) and torch.isfinite(values).all() and (values >= 0).all()
     assert_rows_sum_to(result.top1_share, 1.0)
-    if CONTRACT_CASES[method].library:
+    if all_methods()[method].library == "required":
         assert result.experts == tiny_libraries("llama")[1]

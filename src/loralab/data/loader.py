@@ -1,4 +1,9 @@
-"""`load_task`: one entry point from a task spec (suite name, file, directory, YAML) to a `Task`."""
+"""`load_task`: one entry point from a task spec (suite name, file, directory, YAML) to a `Task`.
+
+Files, folders and a task YAML's `source:` are read by the sources registered in
+`loralab.data.task_sources` (BIG-bench, GSM8K, JSONL, CSV, Hugging Face datasets); this module only
+resolves the spec and applies a YAML's overrides.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loralab.data.bigbench import load_bigbench_task
-from loralab.data.files import load_csv_task, load_jsonl_task
 from loralab.data.gsm8k import load_gsm8k_task
-from loralab.data.hf import load_hf_task
 from loralab.data.schema import TASK_KINDS, GenerationSpec, Task
 from loralab.data.suite import SUITE, SUITE_FORMAT, suite_task
+from loralab.data.task_sources import TASK_SOURCES, TaskSource, source_for_path, source_names, suffix_hint
 from loralab.errors import TaskFormatError, UnknownNameError
 from loralab.utils.config import check, read_yaml_mapping
-
-_HF_KEYS = ("subset", "prompt", "choices", "answer", "answer_labels", "targets", "choice_format", "splits",
-            "trust_remote_code")
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,12 @@ class TaskConfig:
     """The keys of a task YAML; its schema checks a file (types, nulls, unknown keys) before anything is read.
 
     `source` + `path` say what to read (a relative path is relative to the YAML file, except a hub id);
+    `source` is checked against the registered task sources (`loralab.data.task_sources`), not here.
     `name`, `description`, `domain` and `generation` override what the source says; `kind` picks a
     BIG-bench task's kind; the rest is the column mapping of a Hugging Face dataset (`load_hf_task`).
     """
 
-    source: Literal["bigbench", "gsm8k", "jsonl", "csv", "hf"]
+    source: str = field(metadata={"schema": Any})
     path: str
     name: str | None = None
     kind: Literal["multiple_choice", "generation"] | None = None
@@ -93,15 +95,14 @@ def _load_suite(name: str, data_dir: str | os.PathLike[str] | None, kind: str | 
 
 def _load_path(path: Path, kind: str | None, data_dir: str | os.PathLike[str] | None) -> Task:
     suffix = path.suffix.lower()
-    if path.is_dir() or suffix == ".json":
-        return load_bigbench_task(path, kind=kind, name=path.stem if path.is_file() and path.stem != "task" else None)
-    if suffix == ".jsonl":
-        return load_jsonl_task(path)
-    if suffix == ".csv":
-        return load_csv_task(path)
-    if suffix in (".yaml", ".yml"):
+    if suffix in (".yaml", ".yml") and not path.is_dir():
         return load_task_config(path)
-    raise TaskFormatError(f"{path}: unknown task file type {suffix!r}; use .json (BIG-bench), .jsonl, .csv or .yaml")
+    source = source_for_path(path)
+    if source is None:
+        raise TaskFormatError(f"{path}: unknown task file type {suffix!r}; use {suffix_hint()} or .yaml")
+    # a file's own name names the task, except the generic task.json / task.jsonl (the source's default then)
+    name = path.stem if path.is_file() and path.stem != "task" else None
+    return source.read(str(path), {k: v for k, v in (("kind", kind), ("name", name)) if v is not None}, str(path))
 
 
 def load_task_config(path: str | os.PathLike[str]) -> Task:
@@ -109,8 +110,10 @@ def load_task_config(path: str | os.PathLike[str]) -> Task:
     path = Path(path)
     raw = read_yaml_mapping(path, error=TaskFormatError, what="task config")
     cfg = check(TaskConfig, raw, str(path), error=TaskFormatError)
-    source, target = cfg["source"], cfg["path"]
-    if source != "hf" and not os.path.isabs(target):
+    # the allowed values (and the did-you-mean) are the registered sources, in registration order
+    check(Literal[source_names()], cfg["source"], str(path), at=("source",), error=TaskFormatError)
+    source, target = TASK_SOURCES.get(cfg["source"]), cfg["path"]
+    if source.local and not os.path.isabs(target):
         target = str((path.parent / target).resolve())
     generation = None
     if cfg.get("generation") is not None:  # types and keys checked above; ranges and regexes by GenerationSpec
@@ -119,25 +122,23 @@ def load_task_config(path: str | os.PathLike[str]) -> Task:
         except TaskFormatError as exc:
             message = str(exc)
             raise TaskFormatError(message if message.startswith(str(path)) else f"{path}: {message}") from None
-    if source == "hf":
-        if "prompt" not in cfg:
-            raise TaskFormatError(f"{path}: missing required key(s) prompt (source 'hf' needs a prompt template "
-                                  "over the dataset's columns)")
-        task = load_hf_task(target, name=cfg.get("name"), generation=generation,
-                            **{k: cfg[k] for k in _HF_KEYS if cfg.get(k) is not None}, where=str(path))
-    else:
-        extra = [k for k in _HF_KEYS if k in raw]
-        if extra:
-            raise TaskFormatError(f"{path}: {extra} only apply to source 'hf', not {source!r}")
-        loaders: dict[str, Any] = {"bigbench": lambda p: load_bigbench_task(p, kind=cfg.get("kind")),
-                                   "gsm8k": load_gsm8k_task, "jsonl": load_jsonl_task, "csv": load_csv_task}
-        task = loaders[source](target)
-        if generation is not None:
-            task.generation = generation
+    _refuse_other_options(source, raw, str(path))
+    options = {k: cfg[k] for k in ("kind", "name", *source.options) if cfg.get(k) is not None}
+    task = source.read(target, options, str(path))
+    if generation is not None:
+        task.generation = generation
     for key in ("name", "description", "domain"):
         if cfg.get(key) is not None:
             setattr(task, key, cfg[key])
     return task
+
+
+def _refuse_other_options(source: TaskSource, raw: dict[str, Any], where: str) -> None:
+    """Keys that only other sources read are a mistake (a column mapping on a JSONL file), not silently ignored."""
+    for other in source_names():
+        extra = [k for k in TASK_SOURCES.get(other).options if k in raw and k not in source.options]
+        if extra:
+            raise TaskFormatError(f"{where}: {extra} only apply to source {other!r}, not {source.name!r}")
 
 
 __all__ = ["load_task", "load_task_config"]

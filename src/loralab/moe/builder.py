@@ -1,14 +1,32 @@
-"""Helpers shared by the method files: pick target linears by kind, inject layers, freeze the base."""
+"""The build set-up every method shares, written once: `MethodBuilder` (base keys, routing state, targets,
+injection, freezing, the `MoEModel`), `expert_weights` (a library LoRA's A/B on one module), and the
+helpers under it: pick target linears by kind, refuse an already adapted model, inject layers, freeze.
+
+A method's `build` says only what differs (its layer, router and trained parameters):
+
+    def build(model, cfg, experts, tasks):
+        builder = MethodBuilder(model, "mymethod")
+        builder.inject(builder.targets(cfg), lambda name, base: MyLayer(base, builder.state, ...))
+        return builder.finish(cfg, tasks, experts, trainable=lambda n: "lora_" in n)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from torch import nn
 
-from loralab.errors import ConfigError, UserInputError
+from loralab.errors import AdapterError, ConfigError, UserInputError
 from loralab.models import classify_linear_modules, find_linear_modules
 from loralab.moe.model import WRAPPED_ATTR, MoEModel, replace_module
+from loralab.moe.state import RoutingState
+
+if TYPE_CHECKING:
+    import torch
+
+    from loralab.moe.config import MethodConfig
+    from loralab.moe.experts import LibraryLoRA
 
 TARGET_KINDS = ("all", "ffn", "attention")
 
@@ -98,3 +116,68 @@ def freeze(model: nn.Module, trainable: Callable[[str], bool]) -> None:
     """requires_grad = trainable(name) for every parameter (base weights are never trainable)."""
     for name, param in model.named_parameters():
         param.requires_grad = ".base_layer." not in name and trainable(name)
+
+
+def expert_weights(lora: LibraryLoRA, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B) of library LoRA `lora` on module `name`; one `AdapterError` when that LoRA does not adapt it."""
+    try:
+        return lora.weights[name]
+    except KeyError:
+        raise AdapterError(f"library LoRA {lora.task!r} has no weights for {name}; the experts must adapt every "
+                           "module this method wraps (train them with the same targets)") from None
+
+
+class MethodBuilder:
+    """One method model under construction, in the order every build needs.
+
+    Created before anything is injected, it records the base model's state-dict keys (what is not an
+    adapter tensor) and makes the routing state the layers share. `targets(cfg)` gives the linears to
+    wrap, `inject` wraps them, `finish` builds the `MoEModel` (the resolved targets saved in the config,
+    so a checkpoint reloads on the same modules) and freezes everything but what the method trains.
+
+    Args:
+        model: The plain transformers model (refused if it already carries an adapter).
+        method: The registry name.
+    """
+
+    def __init__(self, model: nn.Module, method: str) -> None:
+        self.model, self.method = model, method
+        self.base_keys: set[str] = set(model.state_dict())
+        self.state = RoutingState()
+        self.selected: list[str] | None = None
+
+    def targets(self, cfg: MethodConfig) -> list[str]:
+        """`cfg.modules` when set (a reloaded checkpoint, or library experts' modules), else what `cfg.targets` picks.
+
+        `finish` writes the result into the config's `modules` field (which the config must have); a config
+        without a `targets` field wraps every linear ("all").
+        """
+        modules = getattr(cfg, "modules", None)
+        targets = getattr(cfg, "targets", "all")
+        self.selected = list(modules) if modules else select_targets(self.model, targets)
+        return list(self.selected)
+
+    def inject(self, names: Sequence[str], make: Callable[[str, nn.Module], nn.Module]) -> dict[str, nn.Module]:
+        """Replace each named linear with `make(name, linear)`; returns the new layers by name."""
+        return inject(self.model, names, make)
+
+    def finish(self, cfg: MethodConfig, tasks: Sequence[str], experts: Sequence[LibraryLoRA] | None = None, *,
+               trainable: Callable[[str], bool] | None = None, modules: Mapping[str, nn.Module] | None = None,
+               aux_loss: Callable[[MoEModel], torch.Tensor | None] | None = None,
+               merge_deltas: Callable[[MoEModel, int | None], dict[str, torch.Tensor]] | None = None,
+               stats: Callable[[MoEModel], dict[str, float]] | None = None) -> MoEModel:
+        """The `MoEModel`: `modules` become its attributes (model-level parts such as a shared gate), then
+        every parameter but those `trainable(name)` accepts is frozen (None: leave requires_grad as it is).
+
+        `experts` are recorded as provenance; `aux_loss`, `merge_deltas`, `stats` are `MoEModel`'s.
+        """
+        if self.selected is not None:
+            cfg = cfg.replace(modules=tuple(self.selected))
+        provenance = [lora.provenance() for lora in experts or []]
+        moe = MoEModel(self.model, self.method, cfg, self.state, list(tasks), provenance, self.base_keys,
+                       aux_loss=aux_loss, merge_deltas=merge_deltas, stats=stats)
+        for attr, module in (modules or {}).items():
+            setattr(moe, attr, module)
+        if trainable is not None:
+            freeze(moe, trainable)
+        return moe

@@ -5,13 +5,14 @@
 Adding a method is one file under `loralab/moe/methods/` (or anywhere, for a user's own method) that ends
 with `register_method(MethodSpec(...))`; nothing else in loralab names it. What the benchmark runner must
 know about a method (whether it trains, takes library experts, uses the target's own LoRA) is declared
-here, not decided by comparing names.
+here, not decided by comparing names; so are the small settings the method contract suite runs it with
+(`MethodContract`), so a new method is tested without an entry in a table elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,6 +58,29 @@ class TrainRequest:
     progress: bool
 
 
+@dataclass(frozen=True)
+class MethodContract:
+    """How the method contract suite (tests/moe/test_moe_contract.py) runs a method on tiny models.
+
+    The suite checks, on several architectures: a save/load round trip gives identical logits; gradients
+    reach exactly the `trained` parameters; `unload()` gives back the untouched base model; a mergeable
+    method gives the same logits merged and unmerged for every task (others refuse to merge); and, for a
+    method that takes library LoRAs, one library expert with gate 1 equals that plain PEFT LoRA.
+
+    Attributes:
+        config: Config overrides for tiny models (small sizes; all linears where the method allows, so the
+            comparison with PEFT covers every module); empty: the config class's defaults.
+        trained: Regex (searched in `MoEModel` parameter names) of what the method trains; nothing else
+            may be trainable or get gradient.
+        one_expert: Config overrides that make one library expert with gate 1 (e.g. top_k=1); None: that
+            check does not apply (it never does for `library="none"` methods).
+    """
+
+    config: Mapping[str, Any] = field(default_factory=dict)
+    trained: str = r"\.lora_[AB]$"
+    one_expert: Mapping[str, Any] | None = field(default_factory=dict)
+
+
 BuildFn = Callable[["torch.nn.Module", "MethodConfig", "list[LibraryLoRA] | None", "list[str]"], "MoEModel"]
 TrainFn = Callable[[TrainRequest], dict[str, Any]]
 
@@ -80,6 +104,8 @@ class MethodSpec:
         trains: False for a reference that trains nothing (the base model): one evaluation serves every seed.
         uses_own_lora: The target task's own library LoRA (the `lora` reference): it takes no experts, and
             when the library has the target's LoRA it is copied, not trained, so it is seed-free too.
+        contract: The settings the method contract suite runs it with; None only for a method with its own
+            `train` that writes no trainable `MoEModel` (PEFT-format baselines, `base`), tested in its own file.
     """
 
     name: str
@@ -93,6 +119,7 @@ class MethodSpec:
     train: TrainFn | None = None
     trains: bool = True
     uses_own_lora: bool = False
+    contract: MethodContract | None = field(default_factory=MethodContract, compare=False)
 
     def takes_experts(self, from_scratch: bool = False) -> bool:
         """Whether this method is given library LoRAs as experts (so expert selection matters for it)."""

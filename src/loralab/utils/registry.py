@@ -1,5 +1,5 @@
 """One small generic registry for everything loralab looks up by name: methods, selection strategies,
-routers, task sources.
+routers, task sources (`loralab.data.task_sources`).
 
     METHODS: Registry[MethodSpec] = Registry("method", builtins="loralab.moe.methods")
     METHODS.register("loramoe", spec)          # a clash is a loud error, never a silent overwrite
@@ -52,9 +52,10 @@ class Registry(Generic[T]):
             raise UnknownNameError(self.kind, str(name), self._items)
         return self._items[name]
 
-    def names(self) -> list[str]:
+    def names(self, *, by_registration: bool = False) -> list[str]:
+        """Sorted names; `by_registration`: in the order they were registered (built-ins first)."""
         self._load()
-        return sorted(self._items)
+        return list(self._items) if by_registration else sorted(self._items)
 
     def items(self) -> dict[str, T]:
         """A sorted copy: name -> item."""

@@ -53,10 +53,10 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from loralab.errors import AdapterError, ConfigError, UserInputError
+from loralab.moe.builder import MethodBuilder
 from loralab.moe.config import MethodConfig
 from loralab.moe.model import MoEModel
 from loralab.moe.registry import MethodSpec, register_method
-from loralab.moe.state import RoutingState
 from loralab.utils.io import atomic_dir, dumps_json, json_safe
 
 logger = logging.getLogger(__name__)
@@ -132,9 +132,8 @@ class BaseModelConfig(MethodConfig):
 
 
 def build_base(model, cfg: BaseModelConfig, experts, tasks) -> MoEModel:
-    """An identity `MoEModel`: nothing injected, no adapter tensors, merging is a no-op."""
-    return MoEModel(model, "base", cfg, RoutingState(), list(tasks), [], set(model.state_dict()),
-                    merge_deltas=lambda moe, task_id: {})
+    """An identity `MoEModel`: nothing injected, no adapter tensors, merging is a no-op (nothing is frozen either)."""
+    return MethodBuilder(model, "base").finish(cfg, tasks, merge_deltas=lambda moe, task_id: {})
 
 
 def train_base(request) -> dict[str, Any]:
@@ -341,17 +340,18 @@ def train_merge(request) -> dict[str, Any]:
 
 register_method(MethodSpec(
     name="base", config_cls=BaseModelConfig, build=build_base, library="none", mergeable=True, paper="",
-    train=train_base, trains=False,
+    train=train_base, trains=False, contract=None,
     description="Baseline: the base model, no adapter (an identity checkpoint for eval --adapter).",
 ))
 register_method(MethodSpec(
     name="lora", config_cls=SingleLoRAConfig, build=peft_format_build("lora"), library="optional", mergeable=True,
-    paper="https://arxiv.org/abs/2106.09685", train=train_lora, uses_own_lora=True,
+    paper="https://arxiv.org/abs/2106.09685", train=train_lora, uses_own_lora=True, contract=None,
     description="Baseline: the task's own LoRA (copied from --library, else trained); a PEFT adapter.",
 ))
 register_method(MethodSpec(
     name="multitask_lora", config_cls=MultitaskLoRAConfig, build=peft_format_build("multitask_lora"),
     library="none", mergeable=True, paper="https://arxiv.org/abs/2106.09685", train=train_multitask_lora,
+    contract=None,
     description="Baseline: one PEFT LoRA trained on all --task tasks together.",
 ))
 for _name, _cfg, _what in (("merge_linear", MergeLinearConfig, "linear"), ("merge_ties", MergeTiesConfig, "TIES"),
@@ -360,6 +360,6 @@ for _name, _cfg, _what in (("merge_linear", MergeLinearConfig, "linear"), ("merg
         name=_name, config_cls=_cfg, build=peft_format_build(_name), library="required", mergeable=True,
         paper={"merge_linear": "https://arxiv.org/abs/2203.05482", "merge_ties": "https://arxiv.org/abs/2306.01708",
                "merge_dare": "https://arxiv.org/abs/2311.03099"}[_name],
-        train=train_merge,
+        train=train_merge, contract=None,
         description=f"Baseline: PEFT add_weighted_adapter {_what} merge of the --experts LoRAs into one adapter.",
     ))

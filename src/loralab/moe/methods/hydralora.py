@@ -28,14 +28,13 @@ from dataclasses import dataclass
 
 import torch
 
-from loralab.errors import AdapterError, ConfigError
-from loralab.moe.builder import freeze, inject, select_targets
+from loralab.errors import ConfigError
+from loralab.moe.builder import MethodBuilder, expert_weights
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.layer import MoELoRALinear, linear_features
 from loralab.moe.model import MoEModel
-from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.registry import MethodContract, MethodSpec, register_method
 from loralab.moe.routers import TokenRouter
-from loralab.moe.state import RoutingState
 
 
 @dataclass
@@ -72,39 +71,35 @@ def init_from_library(layer: MoELoRALinear, name: str, experts) -> None:
     with torch.no_grad():
         layer.lora_B.zero_()
         for i, lora in enumerate(experts):
-            if name not in lora.weights:
-                raise AdapterError(f"library LoRA {lora.task!r} has no weights for {name}; "
-                                   "experts must cover the targets")
-            a, b = lora.weights[name]
+            a, b = expert_weights(lora, name)
             layer.lora_A[i * r:(i + 1) * r].copy_(a)
             layer.lora_B[:, i * total + i * r:i * total + (i + 1) * r].copy_(b)
             layer.scaling[i] = lora.scaling
 
 
 def build(model, cfg: HydraLoRAConfig, experts, tasks) -> MoEModel:
-    base_keys = set(model.state_dict())
     if experts:
         cfg = cfg.replace(num_experts=len(experts), rank=len(experts) * experts[0].rank)
-    names = list(cfg.modules) if cfg.modules else select_targets(model, cfg.targets)
-    state = RoutingState()
+    builder = MethodBuilder(model, "hydralora")
 
     def make(name, base):
         in_features, _ = linear_features(base)
         router = TokenRouter(in_features, cfg.num_experts).to(base.weight.device)
-        layer = MoELoRALinear(base, router, cfg.num_experts, cfg.rank, cfg.alpha / cfg.rank, cfg.dropout, state,
-                              shared_a=True, name=name)
+        layer = MoELoRALinear(base, router, cfg.num_experts, cfg.rank, cfg.alpha / cfg.rank, cfg.dropout,
+                              builder.state, shared_a=True, name=name)
         if experts:
             init_from_library(layer, name, experts)
         return layer
 
-    inject(model, names, make)
-    freeze(model, lambda n: "lora_" in n or ".router.gate." in n)
-    cfg = cfg.replace(modules=tuple(names))
-    return MoEModel(model, "hydralora", cfg, state, tasks, [e.provenance() for e in experts or []], base_keys)
+    builder.inject(builder.targets(cfg), make)
+    return builder.finish(cfg, tasks, experts, trainable=lambda n: "lora_" in n or ".router.gate." in n)
 
 
 register_method(MethodSpec(
     name="hydralora", config_cls=HydraLoRAConfig, build=build, library="optional", mergeable=False,
     paper="https://arxiv.org/abs/2404.19245",
     description="HydraLoRA: one shared A and N B heads per FFN linear, mixed by a dense per-token router.",
+    # one library LoRA gives N=1 with that LoRA's A/B: plain LoRA
+    contract=MethodContract(config={"targets": "all", "num_experts": 3},
+                            trained=r"(lora_A|lora_B|router\.gate\.weight)$"),
 ))

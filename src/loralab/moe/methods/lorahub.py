@@ -286,5 +286,6 @@ def train_lorahub(request) -> dict[str, Any]:
 register_method(MethodSpec(
     name="lorahub", config_cls=LoRAHubConfig, build=peft_format_build("lorahub"), library="required",
     mergeable=True, paper="https://arxiv.org/abs/2307.13269", faithful=False, train=train_lorahub,
+    contract=None,
     description="LoraHub: gradient-free (NGOpt) weights composing library LoRA factors; one PEFT adapter.",
 ))

@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from loralab.errors import AdapterError, ConfigError
-from loralab.moe.builder import freeze, inject, select_targets
+from loralab.errors import ConfigError
+from loralab.moe.builder import MethodBuilder, expert_weights
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.layer import MoELoRALinear, linear_features
 from loralab.moe.losses import localized_balancing_loss
 from loralab.moe.model import MoEModel
-from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.registry import MethodContract, MethodSpec, register_method
 from loralab.moe.routers import TokenRouter
-from loralab.moe.state import RoutingState
 
 
 @dataclass
@@ -98,28 +97,21 @@ def lbc_aux_loss(moe: MoEModel) -> torch.Tensor | None:
 
 def build_token_moe(model, cfg, experts, tasks, *, router_kwargs: dict, method: str, aux_loss=None) -> MoEModel:
     """Shared by LoRAMoE and Rocket: per-linear token routers over E experts, optionally from library LoRAs."""
-    base_keys = set(model.state_dict())
     if experts:
         cfg = cfg.replace(num_experts=len(experts), rank=experts[0].rank)
-    names = list(cfg.modules) if cfg.modules else select_targets(model, cfg.targets)
-    state = RoutingState()
+    builder = MethodBuilder(model, method)
     scaling = [e.scaling for e in experts] if experts else cfg.alpha / cfg.rank
 
     def make(name, base):
         in_features, _ = linear_features(base)
         router = TokenRouter(in_features, cfg.num_experts, **router_kwargs).to(base.weight.device)
-        layer = MoELoRALinear(base, router, cfg.num_experts, cfg.rank, scaling, cfg.dropout, state, name=name)
+        layer = MoELoRALinear(base, router, cfg.num_experts, cfg.rank, scaling, cfg.dropout, builder.state, name=name)
         for i, lora in enumerate(experts or []):
-            if name not in lora.weights:
-                raise AdapterError(f"library LoRA {lora.task!r} has no weights for {name}; experts must cover the targets")
-            layer.set_expert(i, *lora.weights[name])
+            layer.set_expert(i, *expert_weights(lora, name))
         return layer
 
-    inject(model, names, make)
-    freeze(model, lambda n: "lora_" in n or ".router." in n)
-    cfg = cfg.replace(modules=tuple(names))
-    provenance = [e.provenance() for e in experts or []]
-    return MoEModel(model, method, cfg, state, tasks, provenance, base_keys, aux_loss=aux_loss)
+    builder.inject(builder.targets(cfg), make)
+    return builder.finish(cfg, tasks, experts, trainable=lambda n: "lora_" in n or ".router." in n, aux_loss=aux_loss)
 
 
 def build(model, cfg: LoRAMoEConfig, experts, tasks) -> MoEModel:
@@ -130,4 +122,6 @@ register_method(MethodSpec(
     name="loramoe", config_cls=LoRAMoEConfig, build=build, library="optional", mergeable=False,
     paper="https://arxiv.org/abs/2312.09979",
     description="LoRAMoE: dense per-token router over LoRA experts on the FFN, localized balancing constraint.",
+    contract=MethodContract(config={"targets": "all", "num_experts": 3},
+                            trained=r"(lora_A|lora_B|router\.gate\.weight)$", one_expert={"num_experts": 1}),
 ))

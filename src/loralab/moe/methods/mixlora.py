@@ -43,14 +43,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from loralab.errors import AdapterError, ConfigError
+from loralab.errors import ConfigError
 from loralab.models import classify_linear_modules
-from loralab.moe.builder import freeze, inject
+from loralab.moe.builder import MethodBuilder, expert_weights
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.layer import MoELoRALinear
 from loralab.moe.losses import load_balancing_loss
 from loralab.moe.model import MoEModel, replace_module
-from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.registry import MethodContract, MethodSpec, register_method
 from loralab.moe.routers import Router, TokenRouter
 from loralab.moe.state import RouterRecord, RoutingState
 
@@ -260,7 +260,6 @@ def _init_attention_from_library(layer: ExpertLoRALinear, name: str, experts, ra
 
 
 def build(model, cfg: MixLoRAConfig, experts, tasks) -> MoEModel:
-    base_keys = set(model.state_dict())
     if experts:
         if cfg.top_k > len(experts):
             raise ConfigError(f"top_k={cfg.top_k} is more than the {len(experts)} library experts")
@@ -277,40 +276,38 @@ def build(model, cfg: MixLoRAConfig, experts, tasks) -> MoEModel:
         attention = [n for n, k in classify_linear_modules(model).items() if k == "attention"]
     else:
         attention = []
-    state = RoutingState()
+    builder = MethodBuilder(model, "mixlora")
     n, r = cfg.num_experts, cfg.rank
     attn_rank = cfg.attention_rank or r
 
     def make_expert(name, base):
-        layer = ExpertLoRALinear(base, ActiveExpertRouter(n), n, r, cfg.alpha / r, cfg.dropout, state, name=name)
+        layer = ExpertLoRALinear(base, ActiveExpertRouter(n), n, r, cfg.alpha / r, cfg.dropout, builder.state,
+                                 name=name)
         for i, lora in enumerate(experts or []):
-            if name not in lora.weights:
-                raise AdapterError(f"library LoRA {lora.task!r} has no weights for {name}; experts must cover the FFN")
-            layer.set_expert(i, *lora.weights[name], scaling=lora.scaling)
+            layer.set_expert(i, *expert_weights(lora, name), scaling=lora.scaling)
         return layer
 
     def make_attention(name, base):
-        layer = ExpertLoRALinear(base, ActiveExpertRouter(1), 1, attn_rank, cfg.alpha / attn_rank, cfg.dropout, state,
-                                 name=name)
+        layer = ExpertLoRALinear(base, ActiveExpertRouter(1), 1, attn_rank, cfg.alpha / attn_rank, cfg.dropout,
+                                 builder.state, name=name)
         if experts:
             _init_attention_from_library(layer, name, experts, r)
         return layer
 
-    inject(model, [name for names in blocks.values() for name in names], make_expert)
-    inject(model, attention, make_attention)
+    builder.inject([name for names in blocks.values() for name in names], make_expert)
+    builder.inject(attention, make_attention)
     hidden = model.config.get_text_config().hidden_size
     for name in blocks:
         ffn = model.get_submodule(name)
         device = next(ffn.parameters()).device
         router = TokenRouter(hidden, n, top_k=cfg.top_k, renormalize=True, init_std=cfg.router_init_std).to(device)
-        replace_module(model, name, MixLoRABlock(ffn, router, state, name, cfg.jitter))
+        replace_module(model, name, MixLoRABlock(ffn, router, builder.state, name, cfg.jitter))
     # the FFNs moved under `<block>.ffn.`: any tensor of theirs that is not a LoRA one stays a base weight
-    base_keys |= {k for k in model.state_dict() if any(k.startswith(b + ".ffn.") for b in blocks)
-                  and not k.endswith((".lora_A", ".lora_B", ".scaling"))}
-    freeze(model, lambda p: "lora_" in p or ".router.gate." in p)
+    builder.base_keys |= {k for k in model.state_dict() if any(k.startswith(block + ".ffn.") for block in blocks)
+                          and not k.endswith((".lora_A", ".lora_B", ".scaling"))}
     cfg = cfg.replace(blocks=tuple(blocks), attention_modules=tuple(attention))
-    moe = MoEModel(model, "mixlora", cfg, state, tasks, [e.provenance() for e in experts or []], base_keys,
-                   aux_loss=aux_loss)
+    moe = builder.finish(cfg, tasks, experts, trainable=lambda p: "lora_" in p or ".router.gate." in p,
+                         aux_loss=aux_loss)
     object.__setattr__(moe, "mixlora_blocks", frozenset(blocks))
     moe.add_hook(_UnwrapExperts([model.get_submodule(b) for b in blocks]))
     return moe
@@ -334,4 +331,8 @@ register_method(MethodSpec(
     name="mixlora", config_cls=MixLoRAConfig, build=build, library="optional", mergeable=False,
     paper="https://arxiv.org/abs/2404.15159",
     description="MixLoRA: LoRA on attention; FFN as N LoRA experts of the frozen FFN, top-2 router, load balancing.",
+    # N=k=2 so every expert sees tokens (sparse routing: test_moe_mixlora.py); one library LoRA: the attention
+    # LoRA and the single FFN expert are that LoRA, and top-1 of 1 has gate 1
+    contract=MethodContract(config={"num_experts": 2, "top_k": 2}, trained=r"(lora_A|lora_B|router\.gate\.weight)$",
+                            one_expert={"top_k": 1}),
 ))

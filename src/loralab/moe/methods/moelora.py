@@ -36,12 +36,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from loralab.errors import AdapterError, ConfigError, UserInputError
-from loralab.moe.builder import freeze, inject, select_targets
+from loralab.errors import ConfigError, UserInputError
+from loralab.moe.builder import MethodBuilder, expert_weights
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.layer import MoELoRALinear
 from loralab.moe.model import MoEModel
-from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.registry import MethodContract, MethodSpec, register_method
 from loralab.moe.routers import Router, TaskEmbeddingRouter
 from loralab.moe.state import RoutingState
 
@@ -120,37 +120,31 @@ def merge_deltas(moe: MoEModel, task_id: int | None) -> dict[str, torch.Tensor]:
 def build(model, cfg: MOELoRAConfig, experts, tasks) -> MoEModel:
     if not tasks:
         raise UserInputError("moelora routes by task: it needs at least one task")
-    base_keys = set(model.state_dict())
     if experts:
         cfg = cfg.replace(num_experts=len(experts), rank=len(experts) * experts[0].rank)
-    names = list(cfg.modules) if cfg.modules else select_targets(model, cfg.targets)
-    state = RoutingState()
+    builder = MethodBuilder(model, "moelora")
+    names = builder.targets(cfg)
     device = next(model.parameters()).device
     gate = TaskEmbeddingRouter(len(tasks), cfg.num_experts, embed_dim=cfg.task_embedding_dim).to(device)
     scaling = [e.scaling for e in experts] if experts else cfg.alpha / cfg.rank
 
     def make(name, base):
         layer = MoELoRALinear(base, SharedTaskGate(gate), cfg.num_experts, cfg.expert_rank, scaling, cfg.dropout,
-                              state, name=name)
+                              builder.state, name=name)
         nn.init.normal_(layer.lora_A, mean=0.0, std=0.01)
         for i, lora in enumerate(experts or []):
-            if name not in lora.weights:
-                raise AdapterError(f"library LoRA {lora.task!r} has no weights for {name}; "
-                                   "experts must cover the targets")
-            layer.set_expert(i, *lora.weights[name])
+            layer.set_expert(i, *expert_weights(lora, name))
         return layer
 
-    inject(model, names, make)
-    cfg = cfg.replace(modules=tuple(names))
-    moe = MoEModel(model, "moelora", cfg, state, tasks, [e.provenance() for e in experts or []], base_keys,
-                   merge_deltas=merge_deltas)
-    moe.task_gate = gate
-    freeze(moe, lambda n: "lora_" in n or n.startswith("task_gate."))
-    return moe
+    builder.inject(names, make)
+    return builder.finish(cfg, tasks, experts, modules={"task_gate": gate},
+                    trainable=lambda n: "lora_" in n or n.startswith("task_gate."), merge_deltas=merge_deltas)
 
 
 register_method(MethodSpec(
     name="moelora", config_cls=MOELoRAConfig, build=build, library="optional", mergeable=True,
     paper="https://arxiv.org/abs/2310.18339",
     description="MOELoRA: total rank split across LoRA experts, mixed by one model-level task-embedding gate.",
+    contract=MethodContract(config={"targets": "all", "num_experts": 3, "rank": 6},
+                            trained=r"\.lora_[AB]$|^task_gate\."),
 ))

@@ -52,11 +52,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from loralab.errors import ConfigError, UserInputError
-from loralab.moe.builder import freeze, inject, select_targets
+from loralab.moe.builder import MethodBuilder
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.layer import MoELoRALinear, linear_features
 from loralab.moe.model import MoEModel
-from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.registry import MethodContract, MethodSpec, register_method
 from loralab.moe.routers import Router
 from loralab.moe.state import RoutingState
 
@@ -238,27 +238,26 @@ def build(model, cfg: MoREConfig, experts, tasks) -> MoEModel:
         raise UserInputError("more trains its rank experts from scratch; it cannot take --experts")
     if not tasks:
         raise UserInputError("more routes by task: it needs at least one task")
-    base_keys = set(model.state_dict())
-    names = list(cfg.modules) if cfg.modules else select_targets(model, cfg.targets)
-    state = RoutingState()
+    builder = MethodBuilder(model, "more")
     scaling = cfg.alpha / cfg.rank
 
     def make(name, base):
         selector = RankSelector(linear_features(base)[0], len(tasks), cfg.rank, cfg)
         selector.to(device=base.weight.device)
-        layer = MoELoRALinear(base, selector, cfg.rank, 1, scaling, cfg.dropout, state, name=name)
+        layer = MoELoRALinear(base, selector, cfg.rank, 1, scaling, cfg.dropout, builder.state, name=name)
         nn.init.kaiming_uniform_(layer.lora_A, a=math.sqrt(5))  # the (R, in) matrix, as PEFT's LoRA A
         return layer
 
-    inject(model, names, make)
-    moe = MoEModel(model, "more", cfg.replace(modules=tuple(names)), state, tasks, [], base_keys,
-                   aux_loss=more_aux_loss, merge_deltas=merge_deltas, stats=rank_stats)
-    freeze(moe, lambda n: "lora_" in n or ".router." in n)
-    return moe
+    builder.inject(builder.targets(cfg), make)
+    return builder.finish(cfg, tasks, trainable=lambda n: "lora_" in n or ".router." in n, aux_loss=more_aux_loss,
+                    merge_deltas=merge_deltas, stats=rank_stats)
 
 
 register_method(MethodSpec(
     name="more", config_cls=MoREConfig, build=build, library="none", mergeable=True,
     paper="https://arxiv.org/abs/2505.22694",
     description="MoRE: rank-prefix experts of one LoRA, a task-embedding rank selector (STE), per-task merge.",
+    # rank-1 experts are the rank components of one LoRA; per-module task embeddings and rank gates train too
+    contract=MethodContract(
+        config={"rank": 4}, trained=r"(lora_A|lora_B|router\.gate\.(weight|bias)|router\.task_embedding\.weight)$"),
 ))

@@ -33,12 +33,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from loralab.errors import AdapterError, ConfigError, UserInputError
-from loralab.moe.builder import freeze, inject, select_targets
+from loralab.errors import ConfigError, UserInputError
+from loralab.moe.builder import MethodBuilder, expert_weights
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.layer import linear_features
 from loralab.moe.model import MoEModel
-from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.registry import MethodContract, MethodSpec, register_method
 from loralab.moe.routers import kaiming_like_linear
 from loralab.moe.state import RouterRecord, RoutingState
 
@@ -168,28 +168,23 @@ def build(model, cfg: MTLLoRAConfig, experts, tasks) -> MoEModel:
     lora = experts[0] if experts else None
     if lora is not None:
         cfg = cfg.replace(rank=lora.rank, alpha=lora.scaling * lora.rank)
-    base_keys = set(model.state_dict())
-    names = list(cfg.modules) if cfg.modules else select_targets(model, cfg.targets)
-    state = RoutingState()
+    builder = MethodBuilder(model, "mtllora")
 
     def make(name, base):
         layer = MTLLoRALinear(base, len(tasks), cfg.rank, cfg.num_B, cfg.alpha / cfg.rank, cfg.temperature,
-                              cfg.dropout, state, diagonal=cfg.diagonal, name=name)
+                              cfg.dropout, builder.state, diagonal=cfg.diagonal, name=name)
         if lora is not None:
-            if name not in lora.weights:
-                raise AdapterError(f"library LoRA {lora.task!r} has no weights for {name}; it must cover the targets")
-            layer.set_lora(*lora.weights[name])
+            layer.set_lora(*expert_weights(lora, name))
         return layer
 
-    inject(model, names, make)
-    freeze(model, lambda n: "lora_" in n)
-    cfg = cfg.replace(modules=tuple(names))
-    provenance = [lora.provenance()] if lora is not None else []
-    return MoEModel(model, "mtllora", cfg, state, tasks, provenance, base_keys, merge_deltas=merge_deltas)
+    builder.inject(builder.targets(cfg), make)
+    return builder.finish(cfg, tasks, experts, trainable=lambda n: "lora_" in n, merge_deltas=merge_deltas)
 
 
 register_method(MethodSpec(
     name="mtllora", config_cls=MTLLoRAConfig, build=build, library="optional", mergeable=True,
     paper="https://arxiv.org/abs/2410.09437",
     description="MTL-LoRA: shared A, per-task Lambda_t, shared B heads mixed by per-task softmax weights.",
+    contract=MethodContract(config={"targets": "all", "rank": 4, "num_B": 2}, trained=r"\.lora_(A|B|lambdas|B_w)$",
+                            one_expert={"num_B": 1}),
 ))

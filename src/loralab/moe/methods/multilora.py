@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from loralab.errors import UserInputError
-from loralab.moe.builder import freeze, inject, select_targets
+from loralab.moe.builder import MethodBuilder
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.layer import MoELoRALinear
 from loralab.moe.model import MoEModel
-from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.registry import MethodContract, MethodSpec, register_method
 from loralab.moe.routers import Router
 from loralab.moe.state import RoutingState
 
@@ -76,26 +76,23 @@ def merge_deltas(moe: MoEModel, task_id: int | None) -> dict[str, torch.Tensor]:
 def build(model, cfg: MultiLoRAConfig, experts, tasks) -> MoEModel:
     if experts:
         raise UserInputError("multilora trains its LoRA modules from scratch; it cannot take --experts")
-    base_keys = set(model.state_dict())
-    names = list(cfg.modules) if cfg.modules else select_targets(model, cfg.targets)
-    state = RoutingState()
+    builder = MethodBuilder(model, "multilora")
 
     def make(name, base):
         router = LearnedScales(cfg.num_modules).to(base.weight.device)
-        layer = MoELoRALinear(base, router, cfg.num_modules, cfg.rank, 1.0, cfg.dropout, state, name=name)
+        layer = MoELoRALinear(base, router, cfg.num_modules, cfg.rank, 1.0, cfg.dropout, builder.state, name=name)
         for b in layer.lora_B.data.split(cfg.rank, dim=1):  # kaiming for B too: the zero scales keep the init
             nn.init.kaiming_uniform_(b, a=math.sqrt(5))
         return layer
 
-    inject(model, names, make)
-    moe = MoEModel(model, "multilora", cfg.replace(modules=tuple(names)), state, list(tasks), [], base_keys,
-                   merge_deltas=merge_deltas)
-    freeze(moe, lambda n: "lora_" in n or n.endswith(".router.scale"))
-    return moe
+    builder.inject(builder.targets(cfg), make)
+    return builder.finish(cfg, tasks, trainable=lambda n: "lora_" in n or n.endswith(".router.scale"),
+                    merge_deltas=merge_deltas)
 
 
 register_method(MethodSpec(
     name="multilora", config_cls=MultiLoRAConfig, build=build, library="none", mergeable=True,
     paper="https://arxiv.org/abs/2311.11501", faithful=False,
     description="MultiLoRA-style: N parallel LoRAs with zero-initialised learnable scales, kaiming A and B.",
+    contract=MethodContract(config={"num_modules": 3, "rank": 2}, trained=r"(lora_A|lora_B|router\.scale)$"),
 ))

@@ -21,7 +21,7 @@ from loralab.errors import ConfigError
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.methods.loramoe import build_token_moe
 from loralab.moe.model import MoEModel
-from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.registry import MethodContract, MethodSpec, register_method
 
 
 @dataclass
@@ -66,4 +66,6 @@ register_method(MethodSpec(
     name="rocket", config_cls=RocketConfig, build=build, library="required", mergeable=False,
     paper="https://arxiv.org/abs/2408.15915",
     description="Rocket: library LoRAs as experts, top-2 renormalised per-token router, joint fine-tuning.",
+    contract=MethodContract(config={"targets": "all"}, trained=r"(lora_A|lora_B|router\.gate\.weight)$",
+                            one_expert={"top_k": 1}),
 ))

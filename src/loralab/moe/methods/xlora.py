@@ -27,13 +27,12 @@ import torch
 from torch import nn
 
 from loralab.errors import ConfigError, UserInputError
-from loralab.moe.builder import freeze, inject
+from loralab.moe.builder import MethodBuilder
 from loralab.moe.config import MethodConfig, check_fraction, check_positive
 from loralab.moe.layer import MoELoRALinear
 from loralab.moe.model import MoEModel
-from loralab.moe.registry import MethodSpec, register_method
+from loralab.moe.registry import MethodContract, MethodSpec, register_method
 from loralab.moe.routers import ScalingsRouter, topk_gates
-from loralab.moe.state import RoutingState
 
 logger = logging.getLogger(__name__)
 KEY = "xlora"
@@ -211,7 +210,6 @@ def _new_cache(model):
 
 
 def build(model, cfg: XLoRAConfig, experts, tasks) -> MoEModel:
-    base_keys = set(model.state_dict())
     if experts:
         modules = sorted(set().union(*(e.weights for e in experts)), key=list(dict(model.named_modules())).index)
         cfg = cfg.replace(num_experts=len(experts), rank=experts[0].rank, modules=tuple(modules))
@@ -222,14 +220,15 @@ def build(model, cfg: XLoRAConfig, experts, tasks) -> MoEModel:
     if experts and cfg.softmax_topk and cfg.enable_softmax:  # once per new model, not on every checkpoint load
         logger.warning("xlora: softmax_topk and enable_softmax are both on: the kept scalings are a softmax of "
                        "probabilities (in [0, 1]), so no two differ by more than a factor e (PEFT warns likewise)")
-    state = RoutingState()
-    names = list(cfg.modules)
+    builder = MethodBuilder(model, "xlora")
+    names = builder.targets(cfg)
     index = {n: i for i, n in enumerate(names)}
     scaling = [e.scaling for e in experts] if experts else 1.0
 
     def make(name, base):
         router = ScalingsRouter(cfg.num_experts, KEY, index[name])
-        layer = MoELoRALinear(base, router, cfg.num_experts, cfg.rank, scaling, cfg.lora_dropout, state, name=name)
+        layer = MoELoRALinear(base, router, cfg.num_experts, cfg.rank, scaling, cfg.lora_dropout, builder.state,
+                              name=name)
         for i, lora in enumerate(experts or []):
             if name in lora.weights:
                 layer.set_expert(i, *lora.weights[name])
@@ -237,12 +236,12 @@ def build(model, cfg: XLoRAConfig, experts, tasks) -> MoEModel:
                 layer.set_expert(i, torch.zeros_like(layer.lora_A[:cfg.rank]), torch.zeros_like(layer.lora_B[:, :cfg.rank]))
         return layer
 
-    inject(model, names, make)
-    moe = MoEModel(model, "xlora", cfg, state, tasks, [e.provenance() for e in experts or []], base_keys)
+    builder.inject(names, make)
     hidden = model.config.get_text_config().hidden_size
     device = next(model.parameters()).device
-    moe.xlora_classifier = XLoRAClassifier(hidden, cfg.num_experts, len(names), cfg).to(device)
-    freeze(moe, lambda n: n.startswith("xlora_classifier.") or (cfg.trainable_adapters and "lora_" in n))
+    classifier = XLoRAClassifier(hidden, cfg.num_experts, len(names), cfg).to(device)
+    trainable = (lambda n: n.startswith("xlora_classifier.") or (cfg.trainable_adapters and "lora_" in n))
+    moe = builder.finish(cfg, tasks, experts, modules={"xlora_classifier": classifier}, trainable=trainable)
     hook = _ScalingPass(moe, moe.xlora_classifier)
     moe.add_hook(model.register_forward_pre_hook(hook, with_kwargs=True))
     return moe
@@ -252,4 +251,5 @@ register_method(MethodSpec(
     name="xlora", config_cls=XLoRAConfig, build=build, library="required", mergeable=False,
     paper="https://arxiv.org/abs/2402.07148",
     description="X-LoRA: frozen library LoRAs mixed per token and module by a classifier over a scaling pass.",
+    contract=MethodContract(config={"depth": 2, "size": 16}, trained=r"^xlora_classifier\."),
 ))
