@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -174,10 +175,15 @@ def test_compare_methods_table_and_resume(monkeypatch, capsys, tmp_path):
     code, out, err = run_cli(monkeypatch, capsys, *compare)
     assert code == 0, err
     assert all(f"| {m} |" in out for m in ("loramoe", "rocket", "lora", "base"))
-    cells = sorted(p.name for p in (out_dir / "cells").iterdir())
-    assert cells == ["base--target.json", "lora--target.json", "loramoe--target.json", "rocket--target.json"]
-    record = json.loads((out_dir / "cells" / "rocket--target.json").read_text())
+    records = json.loads((out_dir / "results.json").read_text())
+    assert sorted((r["method"], r["task"]) for r in records) == [
+        ("base", "target"), ("lora", "target"), ("loramoe", "target"), ("rocket", "target")]
+    (record,) = [r for r in records if r["method"] == "rocket"]
     assert record["experts"] == ["ex_a", "ex_b"] and record["leave_one_out"] is True  # own LoRA left out
-    before = {p.name: p.stat().st_mtime_ns for p in (out_dir / "cells").iterdir()}
+    from loralab.bench import executors
+
+    monkeypatch.setattr(executors, "run_job", lambda job, ctx: pytest.fail(f"recomputed {job}"))
     code, _, _ = run_cli(monkeypatch, capsys, *compare)
-    assert code == 0 and before == {p.name: p.stat().st_mtime_ns for p in (out_dir / "cells").iterdir()}
+    assert code == 0 and json.loads((out_dir / "results.json").read_text()) == records  # every cell reused
+    with sqlite3.connect(out_dir / "bench.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM cells").fetchone() == (4,)

@@ -1,16 +1,20 @@
 """`compare_methods` / `loralab compare`: seeds (mean ± std tables), multi-task cells, idempotent re-runs.
 
-The single-task table and CLI resume test is `test_compare_methods_table_and_resume` in test_cli.py.
+The single-task table and CLI resume test is `test_compare_methods_table_and_resume` in test_cli.py; that
+compare and `loralab bench` give the same database is tests/bench/test_one_runner.py.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import statistics
+from pathlib import Path
 
 import pytest
 
 from loralab import api, train
+from loralab.bench import Store
 from loralab.bench.compare import compare_methods, write_table
 from loralab.errors import UserInputError
 from loralab.library import LoRAHparams, build_library
@@ -43,10 +47,15 @@ def train_calls(monkeypatch):
 
     def spy(method, model, tasks, out, **kwargs):
         calls.append((method, [t.name for t in tasks], kwargs["hparams"].seed))
-        return real(method, model, tasks, out, progress=False, **kwargs)
+        return real(method, model, tasks, out, **{"progress": False, **kwargs})
 
     monkeypatch.setattr(train, "train_method", spy)
     return calls
+
+
+def _db_rows(out):
+    with Store(out / "bench.sqlite", create=False) as store:
+        return store.rows()
 
 
 # ---------------------------------------------------------------- the table
@@ -84,19 +93,22 @@ def test_multitask_one_cell_per_method_and_seed_then_resume(tmp_path, train_call
     run = lambda: compare_methods(MODEL, methods, tasks, tmp_path, hparams=HP, eval_limit=3,  # noqa: E731
                                   seeds=[0, 1], multitask=True)
     records = run()
-    # one joint training per (trained method, seed), on both tasks; base trains nothing
-    assert sorted(train_calls) == sorted((m, ["ta", "tb"], s) for m in methods[1:] for s in (0, 1))
-    cells = tmp_path / "cells"
-    assert sorted(p.name for p in cells.iterdir()) == sorted(
-        f"{m}--multitask--seed{s}.json" for m in methods for s in (0, 1))
+    # one joint training per (trained method, seed), on both tasks; base trains nothing (one identity checkpoint)
+    assert sorted(c for c in train_calls if c[0] != "base") == sorted(
+        (m, ["ta", "tb"], s) for m in methods[1:] for s in (0, 1))
+    rows = _db_rows(tmp_path)  # one row per (method, task, seed); base's rows serve every seed
+    assert sorted((r["method"], r["target"], r["seed"]) for r in rows) == sorted(
+        [("base", t, None) for t in ("ta", "tb")] + [(m, t, s) for m in methods[1:] for t in ("ta", "tb") for s in (0, 1)])
     for m in methods:
         for s in (0, 1):
-            cell = json.loads((cells / f"{m}--multitask--seed{s}.json").read_text())
+            cell = [r for r in records if r["method"] == m and r["seed"] == s]
             assert [(r["method"], r["task"], r["seed"], r["multitask"]) for r in cell] == [
                 (m, "ta", s, True), (m, "tb", s, True)]
-            ckpt = tmp_path / "checkpoints" / f"{m}--multitask--seed{s}"
-            assert [r["adapter"] for r in cell] == [None if m == "base" else str(ckpt)] * 2
-    meta = json.loads((tmp_path / "checkpoints" / "moelora--multitask--seed1" / "loralab_method.json").read_text())
+            adapters = {r["adapter"] for r in cell}  # a trained method: one model for both tasks
+            assert len(adapters) == (2 if m == "base" else 1)
+            assert all(Path(a).parent == tmp_path / "checkpoints" for a in adapters)
+    (moelora,) = {r["adapter"] for r in records if r["method"] == "moelora" and r["seed"] == 1}
+    meta = json.loads((Path(moelora) / "loralab_method.json").read_text())
     assert meta["tasks"] == ["ta", "tb"]  # one model, routed by task id
     assert len(records) == 3 * 2 * 2
 
@@ -109,15 +121,18 @@ def test_multitask_one_cell_per_method_and_seed_then_resume(tmp_path, train_call
         assert "±" in cells_text[2]
     assert "2 seeds (0, 1)" in table and "n=3 per task" in table and "trained on all tasks jointly" in table
 
-    before = {p.name: p.stat().st_mtime_ns for p in cells.iterdir()}
+    before = {r["cell_id"]: r["finished_at"] for r in _db_rows(tmp_path)}
     train_calls.clear()
     assert run() == records and train_calls == []  # every cell reused
-    assert before == {p.name: p.stat().st_mtime_ns for p in cells.iterdir()}
-    (cells / "moelora--multitask--seed1.json").unlink()
+    assert before == {r["cell_id"]: r["finished_at"] for r in _db_rows(tmp_path)}
+    lost = {r["cell_id"] for r in records if r["method"] == "moelora" and r["seed"] == 1}
+    with sqlite3.connect(tmp_path / "bench.sqlite") as conn:  # lose one job's rows (both tasks of moelora, seed 1)
+        conn.execute("DELETE FROM cells WHERE method = 'moelora' AND seed = 1")
     run()
-    assert train_calls == [("moelora", ["ta", "tb"], 1)]  # only the missing cell runs again
-    assert {k: v for k, v in before.items() if k != "moelora--multitask--seed1.json"} == {
-        p.name: p.stat().st_mtime_ns for p in cells.iterdir() if p.name != "moelora--multitask--seed1.json"}
+    assert train_calls == [("moelora", ["ta", "tb"], 1)]  # only the missing job runs again
+    after = {r["cell_id"]: r["finished_at"] for r in _db_rows(tmp_path)}
+    assert len(lost) == 2 and set(after) == set(before)
+    assert {k: v for k, v in after.items() if k not in lost} == {k: v for k, v in before.items() if k not in lost}
 
 
 def test_multitask_library_method_without_experts_fails_before_any_work(tmp_path, train_calls):
@@ -130,7 +145,7 @@ def test_multitask_library_method_without_experts_fails_before_any_work(tmp_path
     with pytest.raises(UserInputError, match="include-own"):
         compare_methods(MODEL, ["xlora"], tasks, tmp_path, hparams=HP, multitask=True, library=tmp_path / "lib",
                         experts=["ta", "tb"])
-    assert train_calls == [] and not (tmp_path / "cells").exists()
+    assert train_calls == [] and not (tmp_path / "bench.sqlite").exists()
 
 
 def test_multitask_lora_is_each_tasks_own_library_lora_evaluated_once(tmp_path, train_calls, monkeypatch):
@@ -142,29 +157,37 @@ def test_multitask_lora_is_each_tasks_own_library_lora_evaluated_once(tmp_path, 
     monkeypatch.setattr(api, "run_eval", lambda model, task, **kw: evals.append(task.name) or real(model, task, **kw))
     records = compare_methods(MODEL, ["lora"], tasks, tmp_path / "cmp", library=tmp_path / "lib", eval_limit=3,
                               seeds=[0, 1], multitask=True)
-    assert train_calls == [] and evals == ["ta", "tb"]  # same weights for every seed: evaluated once
-    assert [(r["task"], r["seed"], r["adapter"], r["train_tasks"]) for r in records] == [
-        (e.task, s, str(e.path), [e.task]) for s in (0, 1) for e in entries]
+    # same weights for every seed: copied and evaluated once per task, nothing trained
+    assert [c[0] for c in train_calls] == ["lora", "lora"] and evals == ["ta", "tb"]
+    assert [(r["task"], r["seed"], r["train_tasks"]) for r in records] == [
+        (e.task, s, [e.task]) for s in (0, 1) for e in entries]
+    for r in records:  # the evaluated adapter is a byte-identical copy of the task's library LoRA
+        entry = next(e for e in entries if e.task == r["task"])
+        assert all((Path(r["adapter"]) / name).read_bytes() == (entry.path / name).read_bytes() for name in entry.files)
 
 
-def test_multitask_cell_is_not_reused_for_another_task_set(tmp_path):
+def test_multitask_cell_is_not_reused_for_another_task_set(tmp_path, train_calls):
     ta, tb = toy_task("ta", n=24), toy_task("tb", n=24)
-    compare_methods(MODEL, ["base"], [ta, tb], tmp_path, eval_limit=3, multitask=True)
-    with pytest.raises(UserInputError, match="was run on tasks ta,tb, not ta"):
-        compare_methods(MODEL, ["base"], [ta], tmp_path, eval_limit=3, multitask=True)
+    compare_methods(MODEL, ["base", "multitask_lora"], [ta, tb], tmp_path, hparams=HP, eval_limit=3, multitask=True)
+    train_calls.clear()
+    records = compare_methods(MODEL, ["base", "multitask_lora"], [ta], tmp_path, hparams=HP, eval_limit=3,
+                              multitask=True)
+    # the model trained on ta and tb is not the one trained on ta alone: another cell, trained again; base's
+    # score on ta does not depend on the task set, so its cell is reused
+    assert train_calls == [("multitask_lora", ["ta"], 0)]
+    assert [(r["method"], r["task"], r["train_tasks"]) for r in records] == [
+        ("base", "ta", []), ("multitask_lora", "ta", ["ta"])]
 
 
 # ---------------------------------------------------------------- seeds in single-task mode
 
-def test_single_task_cells_get_a_seed_suffix_only_with_several_seeds(tmp_path, train_calls):
+def test_single_task_seed_free_cell_serves_every_seed(tmp_path, train_calls):
     task = toy_task("ta", n=24)
     two = compare_methods(MODEL, ["base"], [task], tmp_path / "two", hparams=HP, eval_limit=3, seeds=[3, 4])
-    assert sorted(p.name for p in (tmp_path / "two" / "cells").iterdir()) == [
-        "base--ta--seed3.json", "base--ta--seed4.json"]
-    assert [r["seed"] for r in two] == [3, 4] and [c[2] for c in train_calls] == [3, 4]
+    assert [(r["method"], r["seed"]) for r in _db_rows(tmp_path / "two")] == [("base", None)]  # trains nothing
+    assert [r["seed"] for r in two] == [3, 4] and len(train_calls) == 1
     assert _row((tmp_path / "two" / "results.md").read_text(), "base")[0].replace("**", "").endswith("± 0.000")
     one = compare_methods(MODEL, ["base"], [task], tmp_path / "one", hparams=HP, eval_limit=3, seeds=[5])
-    assert [p.name for p in (tmp_path / "one" / "cells").iterdir()] == ["base--ta.json"]
     assert one[0]["seed"] == 5 and "±" not in (tmp_path / "one" / "results.md").read_text()
     with pytest.raises(UserInputError, match="distinct"):
         compare_methods(MODEL, ["base"], [task], tmp_path / "bad", seeds=[1, 1])
@@ -192,6 +215,6 @@ def test_cli_multitask_with_seeds(monkeypatch, capsys, tmp_path):
     code, out, err = run_cli(monkeypatch, capsys, "compare", "--model", MODEL, "--methods", "base", "--tasks", tasks,
                              "--out", str(tmp_path / "cmp"), "--seeds", "0, 2", "--multitask", "--eval-limit", "3")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "cmp" / "cells").iterdir()) == [
-        "base--multitask--seed0.json", "base--multitask--seed2.json"]
+    records = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert [(r["task"], r["seed"]) for r in records] == [("ta", 0), ("tb", 0), ("ta", 2), ("tb", 2)]
     assert "| base |" in out and "± 0.000" in out and "2 seeds (0, 2)" in out

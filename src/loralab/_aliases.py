@@ -19,7 +19,7 @@ MOVED = {
     "loralab.merge": "loralab.recipes.merge",
     "loralab.lmeval": "loralab.recipes.lmeval",
     "loralab.compare": "loralab.bench.compare",
-    "loralab.compare_table": "loralab.bench.compare_table",
+    "loralab.compare_table": "loralab.bench.compare",  # write_table: the comparison table, now beside its front-end
     "loralab.analysis": "loralab.moe.analysis",
     "loralab.adapters": "loralab.moe.adapters",
     "loralab.library.hparams": "loralab.training.hparams",

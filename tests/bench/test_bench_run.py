@@ -63,7 +63,7 @@ def test_cli_rerun_skips_everything_and_fresh_cli_run_matches(reference, monkeyp
                                                              write_grid):
     _, result = reference
     calls = []
-    monkeypatch.setattr(executors, "run_cell", lambda cell, ctx: calls.append(cell) or pytest.fail("recomputed"))
+    monkeypatch.setattr(executors, "run_job", lambda job, ctx: calls.append(job) or pytest.fail("recomputed"))
     config = str(write_grid(make_grid()))
     code, stdout, _ = run_cli(monkeypatch, capsys, "bench", config, "--out", str(result.db.parent))
     assert code == 0 and calls == [] and "0 run now, 22 already done" in stdout and "report:" in stdout
@@ -124,8 +124,9 @@ def test_killed_run_resumes_without_recomputing(reference, monkeypatch, tmp_path
         assert not finished
 
     calls = []
-    real = executors.run_cell
-    monkeypatch.setattr(executors, "run_cell", lambda cell, ctx: calls.append(cell.cell_id) or real(cell, ctx))
+    real = executors.run_job
+    monkeypatch.setattr(executors, "run_job",
+                        lambda job, ctx: calls.extend(c.cell_id for c in job) or real(job, ctx))
     resumed = run_bench(bench_from_mapping(make_grid()), out)
     total = len(expand(bench))
     assert resumed.skipped == len(finished) and resumed.ran == total - len(finished) and not resumed.failed
@@ -134,19 +135,19 @@ def test_killed_run_resumes_without_recomputing(reference, monkeypatch, tmp_path
 
 
 def test_failed_cell_is_recorded_the_rest_runs_and_a_rerun_retries(monkeypatch, tmp_path, make_grid):
-    real = executors.run_cell
+    real = executors.run_job
 
-    def flaky(cell, ctx):
-        if cell.target == "colour":
+    def flaky(job, ctx):
+        if job[0].target == "colour":
             raise RuntimeError("simulated out of memory")
-        return real(cell, ctx)
+        return real(job, ctx)
 
-    monkeypatch.setattr(executors, "run_cell", flaky)
+    monkeypatch.setattr(executors, "run_job", flaky)
     bench = bench_from_mapping(make_grid(methods=["base"], seeds=[0]))
     first = run_bench(bench, tmp_path)
     assert first.ran == 1 and [f["error"] for f in first.failed] == ["RuntimeError: simulated out of memory"]
     assert "## Failed cells" in first.report.read_text() and "simulated out of memory" in first.report.read_text()
-    monkeypatch.setattr(executors, "run_cell", real)
+    monkeypatch.setattr(executors, "run_job", real)
     second = run_bench(bench, tmp_path)
     assert second.ran == 1 and second.skipped == 1 and not second.failed
     with Store(second.db, create=False) as store:

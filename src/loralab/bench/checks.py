@@ -7,30 +7,37 @@ an empty test split must fail in the first second with one line that says what t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loralab.bench.grid import Bench, uses_selection
+from loralab.bench.grid import Bench
+from loralab.bench.plan import pool_experts
 from loralab.errors import ConfigError, UnknownNameError
 from loralab.utils.config import check, read_yaml_mapping
+
+if TYPE_CHECKING:
+    from loralab.data import Task
 
 logger = logging.getLogger(__name__)
 
 
-def check_bench(bench: Bench, where: str, base_dir: Path) -> Bench:
+def check_bench(bench: Bench, where: str, base_dir: Path, given: Mapping[str, Task] | None = None) -> Bench:
     """Check names, sizes and options; load every task once (names, splits); return the bench with names filled.
 
     Types, nulls, unknown keys and ranges were checked by the schema (`BenchConfig`); what is left needs
     the registries or the data: method, strategy and model names, per-method and per-strategy options,
-    task files, and k against the expert pool.
+    task files (`given`: task objects by spec, used instead of loading), where the experts come from, and
+    k against the expert pool.
     """
     from loralab.moe.registry import get_method
 
     cfg = bench.config
-    for key in ("models", "methods", "targets", "seeds", "strategies", "k"):
-        _unique(where, key, getattr(cfg, key))
+    for key in ("models", "methods", "targets", "seeds", "strategies", "k", "experts"):
+        _unique(where, key, getattr(cfg, key) or ())
     for model in cfg.models:
         _check_model(model)
     specs = {m: get_method(m) for m in cfg.methods}  # unknown names: "did you mean"
@@ -38,20 +45,109 @@ def check_bench(bench: Bench, where: str, base_dir: Path) -> Bench:
         if m not in specs or specs[m].library != "optional":
             raise ConfigError(f"{where}: from_scratch lists {m!r}, which is not a method of this grid that may "
                               "start from library LoRAs (registry library 'optional')")
-    selecting = [m for m, s in specs.items() if uses_selection(m, s.library, cfg.from_scratch)]
+    taking = [m for m, s in specs.items() if s.takes_experts(from_scratch=m in cfg.from_scratch)]
+    selecting = taking if cfg.experts is None else []  # experts chosen per target by the strategies
+    _check_sources(bench, where, selecting)
     selection, relevance_at = _check_strategies(bench, where, selecting, base_dir)
     bench = dataclasses.replace(bench, config=dataclasses.replace(cfg, selection=selection))
     _check_method_config(cfg.method_config, specs, where)
     _check_device(cfg.device, where)
-    if not bench.library.tasks and selecting:
+    if not bench.library.tasks and bench.library.build and selecting:
         raise ConfigError(f"{where}: methods {', '.join(selecting)} take library experts: list library.tasks")
-    return _check_tasks(bench, where, selecting, relevance_at)
+    bench = _check_tasks(bench, where, given or {})
+    _check_pool_left(bench, where, [m for m in taking if specs[m].library == "required"])
+    if not bench.library.build:
+        bench = _existing_library(bench, where)
+    _check_library_names(bench, where, selecting, specs)
+    _check_relevance(bench, relevance_at)
+    return bench
 
 
 def _unique(where: str, key: str, values: Sequence[Any]) -> None:
     seen = [v for i, v in enumerate(values) if v in values[:i]]
     if seen:
-        raise ConfigError(f"{where}: {key} lists {seen[0]!r} twice")
+        raise ConfigError(f"{where}: {key} lists {seen[0]!r} twice (values must be distinct)")
+
+
+def _check_sources(bench: Bench, where: str, selecting: list[str]) -> None:
+    """Experts come from strategies or from a fixed pool; one model for all targets cannot take per-target ones."""
+    cfg, say = bench.config, bench.option_names
+    if cfg.experts is not None and cfg.strategies:
+        raise ConfigError(f"{where}: strategies and {say['experts']} both say where experts come from: give "
+                          "strategies (chosen per target) or a fixed pool, not both")
+    if cfg.include_own and cfg.experts is None:
+        raise ConfigError(f"{where}: {say['include_own']} keeps the target's own LoRA in a fixed pool: give "
+                          f"{say['experts']} (selection strategies always leave it out)")
+    if cfg.multitask and selecting:
+        raise ConfigError(f"{where}: multitask: methods {', '.join(selecting)} would get experts chosen per target, "
+                          f"but one model serves all targets: give {say['experts']} (a fixed pool) or list them in "
+                          "from_scratch")
+
+
+def _check_pool_left(bench: Bench, where: str, requiring: list[str]) -> None:
+    """A method that needs library experts must have some left once the own LoRA(s) are out of the pool."""
+    cfg, say = bench.config, bench.option_names
+    if cfg.experts is None:
+        return
+    for method in requiring:
+        if any(not pool_experts(bench, t) for t in bench.target_names):
+            mode = "in multi-task mode " if cfg.multitask else ""
+            own = "target tasks' own LoRAs are" if cfg.multitask else "target's own LoRA is"
+            left_out = "" if cfg.include_own else f" (the {own} left out unless {say['include_own']})"
+            raise ConfigError(f"{where}: method {method!r} uses library LoRAs as experts: {mode}pass "
+                              f"{say['library']} and {say['experts']} naming at least one LoRA{left_out}")
+
+
+def _existing_library(bench: Bench, where: str) -> Bench:
+    """`library.build: false`: the library must exist and hold the listed LoRAs (default: all it holds) for every
+    model; the digests of their files' hashes identify them in the cells' protocol."""
+    from loralab.library import Library, model_slug
+
+    say = bench.option_names
+    if bench.library.path is None:
+        raise ConfigError(f"{where}: library.build: false uses an existing library: set {say['library']}")
+    if not Path(bench.library.path).is_dir():
+        raise ConfigError(f"{where}: {say['library']} {bench.library.path!r} is not a LoRA library folder "
+                          "(an existing one is used as it is; nothing is built into it)")
+    lib = Library(bench.library.path)
+    held = {model: {e.task: e for e in lib.entries(model_slug(model))} for model in bench.config.models}
+    names = bench.library_names or tuple(sorted(set.intersection(*(set(h) for h in held.values()))))
+    for model, entries in held.items():
+        missing = [t for t in names if t not in entries]
+        if missing:
+            raise ConfigError(f"{where}: library {bench.library.path} has no LoRA of {model} for "
+                              f"{', '.join(missing)}; it has: {', '.join(sorted(entries)) or 'none'}")
+    digests = {model: {t: _files_digest(held[model][t].files) for t in names} for model in held}
+    return dataclasses.replace(bench, library_names=names, library_digests=digests)
+
+
+def _files_digest(files: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(dict(files), sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _check_library_names(bench: Bench, where: str, selecting: list[str], specs: Mapping[str, Any]) -> None:
+    """The pool names library LoRAs; k fits what a strategy may choose from; multi-task `lora` needs the own LoRAs."""
+    cfg, say = bench.config, bench.option_names
+    library = bench.library_names
+    for expert in cfg.experts or ():
+        if expert not in library:
+            if not library:
+                raise ConfigError(f"{where}: {say['experts']} names library LoRAs ({expert!r}), but there is no "
+                                  f"library to take them from: pass {say['library']}")
+            raise ConfigError(f"{where}: {say['experts']}: {UnknownNameError('library LoRA', expert, library)}")
+    for target in bench.target_names if selecting else ():
+        pool = [t for t in library if t != target]
+        if cfg.k and max(cfg.k) > len(pool):
+            raise ConfigError(f"{where}: k={max(cfg.k)} but target {target!r} has only {len(pool)} library "
+                              "LoRAs to choose from (its own is left out); add library tasks or lower k")
+    if cfg.multitask:
+        for method, spec in specs.items():
+            missing = [t for t in bench.target_names if t not in library]
+            if spec.uses_own_lora and missing:
+                where_from = (f"pass {say['library']}" if not library
+                              else f"{say['library_tasks']} has none for {', '.join(missing)}")
+                raise ConfigError(f"{where}: in multi-task mode {method!r} evaluates each task's own library "
+                                  f"LoRA: {where_from}")
 
 
 def _check_model(model: str) -> None:
@@ -90,8 +186,9 @@ def _check_strategies(bench: Bench, where: str, selecting: list[str],
             raise ConfigError(f"{where}: selection has options for {strategy!r}, which is not in strategies "
                               f"({', '.join(cfg.strategies) or 'none'})")
         check(get_selector(strategy).config_cls, opts, where, at=("selection", strategy))
-        if strategy == "random" and "seed" in opts:
-            raise ConfigError(f"{where}: selection.random.seed: random selection uses each cell's seed (seeds)")
+        if get_selector(strategy).seeded and "seed" in opts:
+            raise ConfigError(f"{where}: selection.{strategy}.seed: {strategy} selection uses each cell's seed "
+                              "(seeds)")
         if isinstance(opts.get("relevance"), str):  # hash the relevance map itself, not where the file lies
             path = base_dir / opts["relevance"]
             options[strategy] = {**opts, "relevance": read_yaml_mapping(path)}
@@ -122,19 +219,19 @@ def _check_device(device: str | None, where: str) -> None:
                           "or mps)") from None
 
 
-def _check_tasks(bench: Bench, where: str, selecting: list[str], relevance_at: tuple[str, tuple[str, ...]]) -> Bench:
-    """Load targets and library tasks (names, splits); k must fit the pool left once a target's own LoRA is out."""
+def _check_tasks(bench: Bench, where: str, given: Mapping[str, Task]) -> Bench:
+    """Load targets and library tasks (names, splits)."""
     from loralab.data import load_task
     from loralab.library.store import check_name
 
-    specs: dict[str, str] = {}
+    specs: dict[str, Any] = {}
     names = {}
     for spec in dict.fromkeys([*bench.targets, *bench.library.tasks]):
-        task = load_task(spec, data_dir=bench.data_dir)
+        task = given[spec] if spec in given else load_task(spec, data_dir=bench.data_dir)
         check_name("task", task.name)
         if task.name in specs and specs[task.name] != spec:
             raise ConfigError(f"{where}: two tasks are named {task.name!r} ({specs[task.name]}, {spec})")
-        specs[task.name], names[spec] = spec, task.name
+        specs[task.name], names[spec] = (task if spec in given else spec), task.name
         task.split("train")
         if spec in bench.targets:
             task.split(bench.evaluation.split, bench.evaluation.limit)
@@ -142,17 +239,10 @@ def _check_tasks(bench: Bench, where: str, selecting: list[str], relevance_at: t
     library = tuple(names[s] for s in bench.library.tasks)
     _unique(where, "targets", targets)
     _unique(where, "library.tasks", library)
-    for target in targets if selecting else ():
-        pool = [t for t in library if t != target]
-        if bench.config.k and max(bench.config.k) > len(pool):
-            raise ConfigError(f"{where}: k={max(bench.config.k)} but target {target!r} has only {len(pool)} library "
-                              "LoRAs to choose from (its own is left out); add library tasks or lower k")
-    _check_relevance(bench, relevance_at, targets, library)
     return dataclasses.replace(bench, target_names=targets, library_names=library, task_specs=specs)
 
 
-def _check_relevance(bench: Bench, relevance_at: tuple[str, tuple[str, ...]], targets: tuple[str, ...],
-                     library: tuple[str, ...]) -> None:
+def _check_relevance(bench: Bench, relevance_at: tuple[str, tuple[str, ...]]) -> None:
     """A relevance map must name known tasks and have an entry per target: check it now, not in cell 37."""
     from loralab.selection.strategies.manual import parse_relevance
 
@@ -160,5 +250,5 @@ def _check_relevance(bench: Bench, relevance_at: tuple[str, tuple[str, ...]], ta
     if relevance is None or "manual" not in bench.config.strategies:
         return
     where, at = relevance_at
-    for target in targets:
-        parse_relevance(relevance, target, set(library), where, at=at)
+    for target in bench.target_names:
+        parse_relevance(relevance, target, set(bench.library_names), where, at=at)

@@ -1,9 +1,10 @@
-"""Where cells run: in this process, one after another (`local`, the default), or as Ray tasks (`ray`).
+"""Where jobs run: in this process, one after another (`local`, the default), or as Ray tasks (`ray`).
 
-Both executors run the same function (`run_cell`) on the same cells and hand every result back to
-the driver through `on_result`, which writes the database; workers never write it. So the database,
-and with it the report, is the same whichever executor ran the cells. A failing cell is reported
-through `on_failure` and the others go on: one bad cell should not cost a night of results.
+Both executors run the same function (`run_job`) on the same jobs (a cell, or a multi-task model's
+cells) and hand every job's rows back to the driver through `on_result`, which writes the database;
+workers never write it. So the database, and with it the report, is the same whichever executor ran
+the jobs. A failing job is reported through `on_failure` and the others go on: one bad cell should not
+cost a night of results.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from loralab.bench.grid import Cell, Resources
-from loralab.bench.run import RunContext, build_model_library, run_cell
+from loralab.bench.cell import RunContext, build_model_library, run_job
+from loralab.bench.grid import Resources
+from loralab.bench.plan import Job, job_label
 from loralab.errors import UnknownNameError, UserInputError
 
 logger = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
-OnResult = Callable[[Cell, dict[str, Any]], None]
-OnFailure = Callable[[Cell, str], None]
+OnResult = Callable[[Job, list[dict[str, Any]]], None]
+OnFailure = Callable[[Job, str], None]
 
 
 class Executor(Protocol):
@@ -29,7 +31,7 @@ class Executor(Protocol):
 
     def build_libraries(self, models: Sequence[str], ctx: RunContext) -> None: ...
 
-    def run(self, cells: Sequence[Cell], ctx: RunContext, on_result: OnResult, on_failure: OnFailure) -> None: ...
+    def run(self, jobs: Sequence[Job], ctx: RunContext, on_result: OnResult, on_failure: OnFailure) -> None: ...
 
     def close(self) -> None: ...
 
@@ -58,7 +60,7 @@ def _eta(start: float, done: int, total: int) -> str:
 
 
 class LocalExecutor:
-    """Cells one at a time in this process (one model copy in memory at a time)."""
+    """Jobs one at a time in this process (one model copy in memory at a time)."""
 
     name = "local"
 
@@ -66,24 +68,24 @@ class LocalExecutor:
         for model in models:
             build_model_library(model, ctx)
 
-    def run(self, cells: Sequence[Cell], ctx: RunContext, on_result: OnResult, on_failure: OnFailure) -> None:
+    def run(self, jobs: Sequence[Job], ctx: RunContext, on_result: OnResult, on_failure: OnFailure) -> None:
         start = time.monotonic()
-        for i, cell in enumerate(cells, start=1):
-            logger.info("[%d/%d] %s%s", i, len(cells), cell.label, _eta(start, i - 1, len(cells)))
+        for i, job in enumerate(jobs, start=1):
+            logger.info("[%d/%d] %s%s", i, len(jobs), job_label(job), _eta(start, i - 1, len(jobs)))
             try:
-                row = run_cell(cell, ctx)
+                rows = run_job(job, ctx)
             except Exception as exc:
-                logger.exception("cell %s failed", cell.cell_id)
-                on_failure(cell, _one_line(exc))
+                logger.exception("job %s failed", job[0].job_id)
+                on_failure(job, _one_line(exc))
                 continue
-            on_result(cell, row)
+            on_result(job, rows)
 
     def close(self) -> None:
         pass
 
 
 class RayExecutor:
-    """Cells as Ray tasks with per-cell resources; results come back to the driver, which stores them.
+    """Jobs as Ray tasks with per-cell resources; results come back to the driver, which stores them.
 
     `address` joins a running cluster (`ray start --head` / `auto`); without it a local cluster is
     started (or the one this process already started is used). On a cluster of several machines, the
@@ -110,24 +112,24 @@ class RayExecutor:
         for model in models:
             self._ray.get(build.remote(model, ctx))
 
-    def run(self, cells: Sequence[Cell], ctx: RunContext, on_result: OnResult, on_failure: OnFailure) -> None:
+    def run(self, jobs: Sequence[Job], ctx: RunContext, on_result: OnResult, on_failure: OnFailure) -> None:
         ray = self._ray
-        remote = ray.remote(**self._options)(run_cell)
-        pending = {remote.remote(cell, ctx): cell for cell in cells}
-        logger.info("submitted %d cells to Ray (%s per cell)", len(pending), self._options)
+        remote = ray.remote(**self._options)(run_job)
+        pending = {remote.remote(job, ctx): job for job in jobs}
+        logger.info("submitted %d jobs to Ray (%s per job)", len(pending), self._options)
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    cell = pending.pop(ref)
+                    job = pending.pop(ref)
                     try:
-                        row = ray.get(ref)
-                    except Exception as exc:  # noqa: BLE001 - RayTaskError wraps the cell's own error
+                        rows = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - RayTaskError wraps the job's own error
                         cause = getattr(exc, "cause", None) or exc
-                        logger.error("cell %s failed: %s", cell.cell_id, _one_line(cause))
-                        on_failure(cell, _one_line(cause))
+                        logger.error("job %s failed: %s", job[0].job_id, _one_line(cause))
+                        on_failure(job, _one_line(cause))
                         continue
-                    on_result(cell, row)
+                    on_result(job, rows)
         finally:
             for ref in pending:  # interrupted: do not leave cells running for nobody
                 ray.cancel(ref, force=True)

@@ -14,8 +14,41 @@ from typing import Any
 
 from loralab.bench.tables import Rec, mean_std, overall, pair_diffs, per_seed_diff
 
-RELEVANCE = ("manual", "embedding")
-BASELINE_STRATEGIES = ("ppl", "random")
+# how a finding names a relevance-based strategy (prose only; which strategies are baselines is declared
+# on their Selector class)
+LABELS = {"manual": "task relevance (manual)", "embedding": "embedding similarity"}
+
+
+def _selector(name: str):
+    from loralab.selection import all_selectors
+
+    return all_selectors().get(name)  # None: a strategy of a plug-in not loaded here
+
+
+def baseline_strategies(strategies: Sequence[str]) -> list[str]:
+    """The comparison points (`Selector.baseline`: PPL-based and random selection in LoRALib), informed ones
+    before seeded (chance) ones."""
+    base = [s for s in strategies if _selector(s) is not None and _selector(s).baseline]
+    return sorted(base, key=lambda s: _selector(s).seeded)
+
+
+def relevance_strategies(strategies: Sequence[str]) -> list[str]:
+    """The strategies the findings test against the baselines: every other known one."""
+    return [s for s in strategies if _selector(s) is not None and not _selector(s).baseline]
+
+
+def baseline_pairs(strategies: Sequence[str]) -> list[tuple[str, str]]:
+    """Informed baselines against the seeded (chance) ones: does scoring the LoRAs beat drawing them?"""
+    base = baseline_strategies(strategies)
+    return [(a, b) for a in base if not _selector(a).seeded for b in base if _selector(b).seeded]
+
+
+def untrained_methods(methods: Sequence[str]) -> list[str]:
+    """Methods that train nothing (`MethodSpec.trains`): the base model, the floor every method is held to."""
+    from loralab.moe.registry import all_methods
+
+    specs = all_methods()
+    return [m for m in methods if m in specs and not specs[m].trains]
 
 
 def findings(recs: list[Rec], rows: Sequence[dict[str, Any]], strategies: Sequence[str]) -> list[str]:
@@ -27,8 +60,9 @@ def findings(recs: list[Rec], rows: Sequence[dict[str, Any]], strategies: Sequen
     selecting = sorted({r.method for r in recs if r.strategy is not None})
     if len(selecting) >= 2 and _best(avg, list(avg)) not in selecting:
         out.append(_winner(avg, "Among methods that mix selected library LoRAs", selecting))
-    if "base" in avg:
-        out.append(_versus_base(avg))
+    refs = untrained_methods(sorted(avg))
+    for ref in refs:
+        out.append(_versus_base(avg, ref, named=len(refs) > 1))
     out += _selection(recs, strategies)
     out.append(_noise(rows))
     if "loramoe" in avg and selecting:
@@ -72,24 +106,25 @@ def _winner(avg: dict[str, dict[int, float]], lead: str, methods: list[str]) -> 
             f"{len(diffs)} seed(s). Full order: {', '.join(ranked)}.")
 
 
-def _versus_base(avg: dict[str, dict[int, float]]) -> str:
-    base = avg["base"]
+def _versus_base(avg: dict[str, dict[int, float]], ref: str, named: bool) -> str:
+    base = avg[ref]
     gains = {}
     for m, by_seed in avg.items():
-        if m != "base":
+        if m != ref:
             gains[m] = [by_seed[s] - base[s] for s in by_seed if s in base]
     above = sorted(m for m, g in gains.items() if g and statistics.fmean(g) > 0)
     detail = ", ".join(f"{m} {_signed(g)}" for m, g in sorted(gains.items(), key=lambda kv: -statistics.fmean(kv[1])))
-    return (f"Against the base model ({_ms(list(base.values()))}): {len(above)} of {len(gains)} methods score "
+    return (f"Against the base model{f' ({ref})' if named else ''} ({_ms(list(base.values()))}): {len(above)} of "
+            f"{len(gains)} methods score "
             f"higher on average ({detail}).")
 
 
 def _selection(recs: list[Rec], strategies: Sequence[str]) -> list[str]:
     score = {(r.model, r.method, r.target, r.k, r.seed, r.strategy): r.score for r in recs if r.strategy}
     out = []
-    for rel in (s for s in RELEVANCE if s in strategies):
+    for rel in relevance_strategies(strategies):
         parts, verdicts = [], []
-        for other in (s for s in BASELINE_STRATEGIES if s in strategies):
+        for other in baseline_strategies(strategies):
             diffs = pair_diffs(score, rel, other)
             if not diffs:
                 continue
@@ -102,14 +137,15 @@ def _selection(recs: list[Rec], strategies: Sequence[str]) -> list[str]:
             parts.append(f"vs {other} {_signed(by_seed)}{_within(by_seed)}, wins/ties/losses "
                          f"{wins}/{len(diffs) - wins - losses}/{losses}")
         if parts:
-            kind = "task relevance (manual)" if rel == "manual" else "embedding similarity"
+            kind = LABELS.get(rel) or f"{rel} ({_selector(rel).score_name})"
             out.append(f"Selection by {kind}: **{' and '.join(verdicts)}** ({'; '.join(parts)}; paired over the "
                        "same method, task, k and seed, difference averaged within each seed).")
-    if "ppl" in strategies and "random" in strategies:
-        diffs = pair_diffs(score, "ppl", "random")
+    for informed, chance in baseline_pairs(strategies):
+        diffs = pair_diffs(score, informed, chance)
         if diffs:
             by_seed = list(per_seed_diff(diffs).values())
-            out.append(f"PPL vs random selection: {_signed(by_seed)}{_within(by_seed)} over {len(diffs)} pairs.")
+            out.append(f"{informed.upper()} vs {chance} selection: {_signed(by_seed)}{_within(by_seed)} over "
+                       f"{len(diffs)} pairs.")
     return out
 
 
@@ -132,7 +168,12 @@ def _loralib(avg: dict[str, dict[int, float]], selecting: list[str], recs: list[
             f"{rank} of {len(order)} among the methods that mix selected LoRAs")
     if "manual" in strategies:
         score = {(r.model, r.method, r.target, r.k, r.seed, r.strategy): r.score for r in recs if r.strategy}
-        wins = [o for o in BASELINE_STRATEGIES if o in strategies and pair_diffs(score, "manual", o)
+        baselines = baseline_strategies(strategies)
+        wins = [o for o in baselines if pair_diffs(score, "manual", o)
                 and statistics.fmean(per_seed_diff(pair_diffs(score, "manual", o)).values()) > 0]
-        text += f", and manual selection is ahead of {', '.join(wins) if wins else 'neither ppl nor random'}"
+        if wins:
+            ahead = ", ".join(wins)
+        else:
+            ahead = f"none of {', '.join(baselines)}" if baselines else "no baseline"
+        text += f", and manual selection is ahead of {ahead}"
     return text + "."

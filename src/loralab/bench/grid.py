@@ -1,4 +1,4 @@
-"""The benchmark config (YAML) and its expansion into cells: one cell per (model, method, strategy, k, target, seed).
+"""The benchmark config (YAML): its schema, and its resolution into a checked `Bench` (expansion: `plan`).
 
     name: quickstart
     models: [smollm2-135m]
@@ -12,25 +12,26 @@
     eval: {split: test, limit: 50}
 
 Every name is checked (with "did you mean") before anything runs (`loralab.bench.checks`), so a typo
-costs a second, not a half-finished grid. Methods that take library experts (registry `library`
-"required"/"optional", except `lora`, the target's own LoRA, and methods listed in `from_scratch`) get
-one cell per strategy and k; the others ignore selection and get one cell per (model, target, seed).
-`base` (and `lora` when the target is in the library, so its LoRA is copied, not trained) trains
-nothing: one seed-free cell per (model, target). A cell's id hashes everything that can change its
-numbers, so a changed protocol never reuses a stale result and an unchanged one is never recomputed.
+costs a second, not a half-finished grid.
+
+Where experts come from: each selection strategy (and k) chooses them per target from the library, or
+`experts: [t1, t2, ...]` fixes the pool (no strategies), leaving the target's own LoRA out unless
+`include_own: true`. `library: {path: DIR, build: false}` uses an existing library as it is (nothing is
+trained into it; cells hash its LoRAs' file hashes instead of the hyperparameters they were built with).
+`multitask: true` trains, per (model, method, seed), one model on all `targets` jointly and evaluates it
+on each target (one database row per target); methods that train nothing or use the target's own LoRA
+are evaluated per target as in single-task mode.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, MinLen
 from pydantic import StringConstraints
@@ -39,8 +40,11 @@ from loralab.errors import ConfigError, UnknownNameError
 from loralab.training.hparams import LoRAHparams
 from loralab.utils.config import Describe, check, from_mapping, read_yaml_mapping
 
+if TYPE_CHECKING:
+    from loralab.data import Task
+
 SHIPPED = {"quickstart": "quickstart.yaml", "loralib": "loralib.yaml"}
-LIST_KEYS = ("models", "methods", "targets", "strategies", "k", "seeds", "from_scratch")
+LIST_KEYS = ("models", "methods", "targets", "strategies", "k", "seeds", "from_scratch", "experts")
 
 # `name` names the default output folder (./bench-NAME) and the report: one path component that cannot
 # climb out of the working folder (no '/', no '..', no leading dot).
@@ -50,7 +54,10 @@ BenchName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=10
                                "(it names the folder bench-NAME)")]
 Names = Annotated[tuple[str, ...], MinLen(1)]
 Seeds = tuple[Annotated[int, Ge(0), Le(2**32 - 1)], ...]
-Options = dict[str, Any]  # one strategy's / method's options: checked against its own config class later
+Options = dict[str, Any]
+# how messages name what to change: the YAML keys here, a front-end's flags in its own mapping
+CONFIG_NAMES = {"library": "library.path", "library_tasks": "library.tasks", "experts": "experts",
+                "include_own": "include_own: true"}  # one strategy's / method's options: checked against its own config class later
 
 
 @dataclass(frozen=True)
@@ -58,10 +65,13 @@ class LibrarySpec:
     """The expert pool: one LoRA per task (default: the targets), built with `hparams` when missing.
 
     `path` defaults to OUT/library; `eval_limit` 0 skips the library's own base-vs-adapter evaluation.
+    `build: false` uses the library at `path` as it is: `tasks` (default: every LoRA it holds for each
+    model) must be in it already, and `hparams` does not apply.
     """
 
     tasks: tuple[str, ...] = ()
     path: str | None = None
+    build: bool = True
     hparams: dict | str | None = field(default=None, metadata={"schema": LoRAHparams | str | None})
     eval_limit: Annotated[int, Ge(0)] = 0
 
@@ -86,7 +96,8 @@ class BenchConfig:
     """The YAML keys. `library`, `train`, `eval`, `resources` stay mappings here (as written, for the database)
     but are checked as `LibrarySpec`, `LoRAHparams` (or a YAML path), `EvalSpec`, `Resources` (`metadata["schema"]`);
     `selection` maps a strategy to its options, `method_config` a method to its config overrides (both checked
-    against the strategy's / method's config class once the names are known)."""
+    against the strategy's / method's config class once the names are known). `experts` (a fixed pool of
+    library LoRAs, by task name) replaces `strategies`; `include_own` keeps the target's own LoRA in it."""
 
     models: Names
     methods: Names
@@ -100,6 +111,9 @@ class BenchConfig:
     method_config: dict | None = field(default=None, metadata={"schema": dict[str, Options] | None})
     selection: dict | None = field(default=None, metadata={"schema": dict[str, Options] | None})
     from_scratch: tuple[str, ...] = ()
+    experts: tuple[str, ...] | None = None
+    include_own: bool = False
+    multitask: bool = False
     eval: dict | None = field(default=None, metadata={"schema": EvalSpec | None})
     resources: dict | None = field(default=None, metadata={"schema": Resources | None})
     keep_checkpoints: bool = False
@@ -107,12 +121,18 @@ class BenchConfig:
     data_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)
 class Bench:
-    """A checked config with its parts resolved; `target_names`/`library_names` are the loaded tasks' names."""
+    """A checked config with its parts resolved; `target_names`/`library_names` are the loaded tasks' names.
+
+    `task_specs` maps a task name to what `load_task` takes, or to the `Task` itself when a front-end
+    passed task objects; `library_digests` (model -> task -> digest of its files' hashes) identifies the
+    LoRAs of an existing library (`library.build: false`); `option_names` is how error messages name the
+    options (a front-end's flags instead of the YAML keys).
+    """
 
     config: BenchConfig
     library: LibrarySpec
@@ -124,41 +144,9 @@ class Bench:
     data_dir: str | None
     target_names: tuple[str, ...] = ()
     library_names: tuple[str, ...] = ()
-    task_specs: Mapping[str, str] = field(default_factory=dict)  # task name -> what load_task takes
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One job. `strategy`/`k` are None for methods without selection, `seed` for seed-free ones."""
-
-    model: str
-    method: str
-    target: str
-    strategy: str | None
-    k: int | None
-    seed: int | None
-    protocol: Mapping[str, Any] = field(compare=False, repr=False)
-
-    @property
-    def key(self) -> dict[str, Any]:
-        return {"model": self.model, "method": self.method, "strategy": self.strategy, "k": self.k,
-                "target": self.target, "seed": self.seed}
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """Everything this cell's numbers depend on: its grid position plus the shared protocol."""
-        return {**self.key, "protocol": dict(self.protocol)}
-
-    @property
-    def cell_id(self) -> str:
-        blob = json.dumps(self.config, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-    @property
-    def label(self) -> str:
-        sel = f" [{self.strategy}, k={self.k}]" if self.strategy is not None else ""
-        seed = "" if self.seed is None else f", seed {self.seed}"
-        return f"{self.method}{sel} on {self.target} ({self.model}{seed})"
+    task_specs: Mapping[str, Any] = field(default_factory=dict)
+    library_digests: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    option_names: Mapping[str, str] = field(default_factory=lambda: dict(CONFIG_NAMES))
 
 
 def shipped_config(name: str) -> Path:
@@ -191,8 +179,14 @@ def load_bench(spec: str | os.PathLike[str] | None = None) -> Bench:
     return bench_from_mapping(read_yaml_mapping(path), where=str(path), base_dir=path.parent)
 
 
-def bench_from_mapping(data: Mapping[str, Any], where: str = "config", base_dir: Path | None = None) -> Bench:
-    """Check `data` against the `BenchConfig` schema (every section, at any depth), then names and sizes."""
+def bench_from_mapping(data: Mapping[str, Any], where: str = "config", base_dir: Path | None = None, *,
+                       tasks: Mapping[str, Task] | None = None,
+                       option_names: Mapping[str, str] | None = None) -> Bench:
+    """Check `data` against the `BenchConfig` schema (every section, at any depth), then names and sizes.
+
+    `tasks` gives task objects for specs of `targets` / `library.tasks` (a front-end that already loaded
+    them, or tasks that exist only in memory); `option_names` overrides `CONFIG_NAMES` in messages.
+    """
     from loralab.bench.checks import check_bench
 
     if isinstance(data, Mapping):
@@ -201,7 +195,10 @@ def bench_from_mapping(data: Mapping[str, Any], where: str = "config", base_dir:
             data["library"] = {**data["library"], "tasks": _listify("targets", data["library"]["tasks"])}
     config = BenchConfig(**check(BenchConfig, data, where))
     base_dir = base_dir or Path.cwd()
-    return check_bench(_resolve(config, where, base_dir), where, base_dir)
+    bench = _resolve(config, where, base_dir, dict(tasks or {}))
+    if option_names:
+        bench = dataclasses.replace(bench, option_names={**CONFIG_NAMES, **option_names})
+    return check_bench(bench, where, base_dir, dict(tasks or {}))
 
 
 def _listify(key: str, value: Any) -> Any:
@@ -211,10 +208,14 @@ def _listify(key: str, value: Any) -> Any:
     return value
 
 
-def _resolve(cfg: BenchConfig, where: str, base_dir: Path) -> Bench:
+def _resolve(cfg: BenchConfig, where: str, base_dir: Path, given: Mapping[str, Task]) -> Bench:
     """Typed sub-configs (already checked by the schema); relative paths in a config file are relative to it."""
-    lib = LibrarySpec(**{"tasks": cfg.targets, **(cfg.library or {})})
-    lib = dataclasses.replace(lib, tasks=tuple(_path_or_name(t, base_dir) for t in lib.tasks),
+    def spec(task: str) -> str:
+        return task if task in given else _path_or_name(task, base_dir)
+
+    builds = (cfg.library or {}).get("build", True)
+    lib = LibrarySpec(**{"tasks": cfg.targets if builds else (), **(cfg.library or {})})
+    lib = dataclasses.replace(lib, tasks=tuple(spec(t) for t in lib.tasks),
                               path=str(base_dir / lib.path) if lib.path else None)
     return Bench(
         config=cfg, library=lib,
@@ -222,61 +223,9 @@ def _resolve(cfg: BenchConfig, where: str, base_dir: Path) -> Bench:
         hparams=_hparams(cfg.train, where, ("train",), base_dir),
         evaluation=EvalSpec(**(cfg.eval or {})),
         resources=Resources(**(cfg.resources or {})),
-        targets=tuple(_path_or_name(t, base_dir) for t in cfg.targets),
+        targets=tuple(spec(t) for t in cfg.targets),
         data_dir=str(base_dir / cfg.data_dir) if cfg.data_dir else None,
     )
-
-
-def uses_selection(method: str, library: str, from_scratch: tuple[str, ...] = ()) -> bool:
-    """Whether a method takes library experts, so that the selection strategy and k matter."""
-    return library in ("required", "optional") and method != "lora" and method not in from_scratch
-
-
-def seed_free(method: str, target: str, library_names: tuple[str, ...]) -> bool:
-    """`base` trains nothing; `lora` copies the target's own library LoRA (trained once, with the library's seed)."""
-    return method == "base" or (method == "lora" and target in library_names)
-
-
-def expand(bench: Bench) -> list[Cell]:
-    """Every cell, seed by seed (the first seed gives a complete table first); seed-free cells once, first."""
-    from loralab.moe.registry import get_method
-
-    cfg = bench.config
-    cells: list[Cell] = []
-    for i, seed in enumerate(cfg.seeds):
-        for model in cfg.models:
-            for target in bench.target_names:
-                for method in cfg.methods:
-                    if uses_selection(method, get_method(method).library, cfg.from_scratch):
-                        cells += [Cell(model, method, target, s, k, seed, protocol(bench, method, s))
-                                  for s in cfg.strategies for k in cfg.k]
-                    elif not seed_free(method, target, bench.library_names):
-                        cells.append(Cell(model, method, target, None, None, seed, protocol(bench, method, None)))
-                    elif i == 0:
-                        cells.append(Cell(model, method, target, None, None, None, _seed_free_protocol(bench, method)))
-    return cells
-
-
-def protocol(bench: Bench, method: str, strategy: str | None) -> dict[str, Any]:
-    """What a cell shares with its row of the grid and what changes its numbers (not paths, devices, batch sizes)."""
-    ignored = {"seed", *LoRAHparams.LOGGING_FIELDS}
-    lib_hp = {k: v for k, v in bench.library_hparams.to_dict().items() if k not in LoRAHparams.LOGGING_FIELDS}
-    out: dict[str, Any] = {
-        "train": {k: v for k, v in bench.hparams.to_dict().items() if k not in ignored},
-        "method_config": _plain((bench.config.method_config or {}).get(method) or {}),
-        "library": {"tasks": sorted(bench.library_names), "hparams": lib_hp},
-        "eval": {"split": bench.evaluation.split, "limit": bench.evaluation.limit},
-    }
-    if strategy is not None:
-        out["selection"] = {"strategy": strategy, **_plain((bench.config.selection or {}).get(strategy) or {})}
-    return out
-
-
-def _seed_free_protocol(bench: Bench, method: str) -> dict[str, Any]:
-    """`base` depends on the evaluation only, the library's own `lora` also on the library: not on `train`."""
-    out = protocol(bench, method, None)
-    drop = ("train", "method_config", "library") if method == "base" else ("train", "method_config")
-    return {k: v for k, v in out.items() if k not in drop}
 
 
 def _hparams(value: Mapping[str, Any] | str | None, where: str, at: tuple[str, ...], base_dir: Path) -> LoRAHparams:
@@ -301,9 +250,10 @@ def _path_or_name(spec: str, base_dir: Path) -> str:
     return spec
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Tuples as lists, mappings as dicts, at any depth: what JSON (the database, the hash) holds."""
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     return value

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from loralab.bench import tables as T
-from loralab.bench.findings import BASELINE_STRATEGIES, RELEVANCE, findings
+from loralab.bench.findings import (baseline_pairs, baseline_strategies, findings, relevance_strategies,
+                                    untrained_methods)
 from loralab.bench.plots import write_plots
 from loralab.bench.store import Store
 from loralab.utils.io import atomic_write_text, check_output_dir, mark_output
@@ -79,19 +80,40 @@ def _summary(rows: list[dict], failures: list[dict], plan: set[str], config: dic
     fail = f", {len(failures)} failed (listed at the end)" if failures else ""
     ev = config.get("eval") or {}
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
+
     def joined(key: str) -> str:
         return ", ".join(map(str, config.get(key) or [])) or "none"
 
     scope = f"the first {ev['limit']} examples" if ev.get("limit") else "all examples"
     hparams = ", ".join(f"{k}={v}" for k, v in (train or {}).items()) or "defaults"
+    how = ("trains one model on all targets' train splits jointly (per method and seed)" if config.get("multitask")
+           else "trains on the target's train split")
     parts = [f"{done}{fail}.",
-             (f"Models: {joined('models')}; methods: {joined('methods')}; selection strategies: "
-              f"{joined('strategies')}; k: {joined('k')}; seeds: {joined('seeds')}."),
-             (f"Protocol: every method trains on the target's train split with the same hyperparameters ({hparams}), "
+             (f"Models: {joined('models')}; methods: {joined('methods')}; "
+              + (f"selection strategies: {joined('strategies')}; k: {joined('k')}; " if config.get("experts") is None
+                 else "experts: a fixed pool (below); ")
+              + f"seeds: {joined('seeds')}."),
+             (f"Protocol: every method {how} with the same hyperparameters ({hparams}), "
               f"then is scored on {scope} of the {ev.get('split', 'test')} split (primary metric)."),
-             ("Experts are chosen from the library with the target's own LoRA left out; `lora` is the target's own "
-              "library LoRA (the upper reference), `base` the base model.")]
-    return " ".join(parts)
+             _experts_sentence(config)]
+    return " ".join(p for p in parts if p)
+
+
+def _experts_sentence(config: dict[str, Any]) -> str:
+    """Where experts came from and what the reference methods are, from the config and the methods' specs."""
+    from loralab.moe.registry import all_methods
+
+    if config.get("experts") is not None:
+        own = "kept in" if config.get("include_own") else "left out of"
+        whose = "every target's own LoRA is" if config.get("multitask") else "the target's own LoRA is"
+        text = f"Experts: the fixed pool {', '.join(config['experts']) or '(empty)'}; {whose} {own} it."
+    else:
+        text = "Experts are chosen from the library with the target's own LoRA left out."
+    specs = all_methods()
+    methods = [m for m in config.get("methods") or [] if m in specs]
+    refs = [f"`{m}` is the target's own library LoRA (the upper reference)" for m in methods if specs[m].uses_own_lora]
+    refs += [f"`{m}` the base model" for m in untrained_methods(methods)]
+    return text + (f" {', '.join(refs)}." if refs else "")
 
 
 def _model_section(model: str, rows: list[dict], seeds: list[int], strategies: list[str], out_dir: Path,
@@ -106,8 +128,8 @@ def _model_section(model: str, rows: list[dict], seeds: list[int], strategies: l
     if any(r.strategy for r in recs):
         blocks.append(T.method_strategy_table(recs, strategies, n))
         blocks.append(T.strategy_table(recs, strategies, n))
-        pairs = [(a, b) for a in RELEVANCE for b in BASELINE_STRATEGIES if a in strategies and b in strategies]
-        pairs += [("ppl", "random")] if "ppl" in strategies and "random" in strategies else []
+        pairs = [(a, b) for a in relevance_strategies(strategies) for b in baseline_strategies(strategies)]
+        pairs += baseline_pairs(strategies)
         table = T.strategy_pairs(recs, pairs)
         if table.rows:
             blocks.append(table)
@@ -151,9 +173,7 @@ def _markdown(blocks: Sequence[Any]) -> str:
     parts = []
     for block in blocks:
         if isinstance(block, T.Table):
-            lines = [f"### {block.title}", "", "| " + " | ".join(block.header) + " |",
-                     "|" + "---|" * len(block.header)]
-            lines += ["| " + " | ".join(f"**{t}**" if best else t for t, best in row) + " |" for row in block.rows]
+            lines = [f"### {block.title}", "", *T.table_lines(block)]
             parts.append("\n".join(lines) + (f"\n\n{block.note}" if block.note else ""))
         elif isinstance(block, tuple):
             parts.append(f"![{block[1]}]({block[1]})")

@@ -21,7 +21,7 @@ import datetime as _dt
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -154,13 +154,18 @@ class Store:
 
     def put(self, row: Mapping[str, Any]) -> None:
         """Write one finished cell (and clear an earlier failure of it) in one transaction."""
-        values = {k: dumps_json(v, sort_keys=True) if k in JSON_COLUMNS and v is not None else v
-                  for k, v in row.items()}
-        columns = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
+        self.put_many([row])
+
+    def put_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write the rows of one job (and clear earlier failures of them) in one transaction: all or none."""
         with self._transaction() as conn:
-            conn.execute(f"INSERT OR REPLACE INTO cells ({columns}) VALUES ({marks})", tuple(values.values()))
-            conn.execute("DELETE FROM failures WHERE cell_id = ?", (row["cell_id"],))
+            for row in rows:
+                values = {k: dumps_json(v, sort_keys=True) if k in JSON_COLUMNS and v is not None else v
+                          for k, v in row.items()}
+                columns = ", ".join(values)
+                marks = ", ".join("?" for _ in values)
+                conn.execute(f"INSERT OR REPLACE INTO cells ({columns}) VALUES ({marks})", tuple(values.values()))
+                conn.execute("DELETE FROM failures WHERE cell_id = ?", (row["cell_id"],))
 
     def put_failure(self, cell_id: str, bench: str, config: Mapping[str, Any], error: str) -> None:
         with self._transaction() as conn:

@@ -1,4 +1,5 @@
-"""Aggregation of benchmark rows into tables: method x task, method x strategy, method x k, methods overall.
+"""Aggregation of benchmark rows into tables: method x task, method x strategy, method x k, methods overall,
+and the `loralab compare` table (`comparison_table`, the method x task table of comparison records).
 
 Spread over seeds is computed the way a user would report it: first average within each seed (over
 tasks, strategies, ...), then take mean and sample std (ddof=1) of those per-seed averages. So the
@@ -37,7 +38,7 @@ class Rec:
     strategy: str | None
     k: int | None
     target: str
-    seed: int
+    seed: int | None  # None only in comparison records from before seeds were recorded
     score: float
 
 
@@ -185,6 +186,45 @@ def per_seed_diff(diffs: list[tuple[int, float]]) -> dict[int, float]:
 def fmt_signed(values: Sequence[float]) -> str:
     mean, std = mean_std(values)
     return f"{mean:+.3f}" + ("" if std is None else f" ± {std:.3f}")
+
+
+def table_lines(table: Table) -> list[str]:
+    """The Markdown rows of a table (header, rule, rows; best cells in bold), without title or note."""
+    lines = ["| " + " | ".join(table.header) + " |", "|" + "---|" * len(table.header)]
+    return lines + ["| " + " | ".join(f"**{t}**" if best else t for t, best in row) + " |" for row in table.rows]
+
+
+def comparison_table(records: Sequence[dict[str, Any]]) -> str:
+    """The comparison table (`results.md`): method x task, primary metric, average column, best per column in bold.
+
+    It is `method_task_table` of the records: with one seed a cell is the score itself; with several,
+    `mean ± std` over seeds (sample std, ddof=1), and the average column averages over tasks within
+    each seed first, then takes mean ± std over seeds (the seed-to-seed spread of what a user would
+    report, not a mix of task and seed variation).
+    """
+    recs = [Rec(r.get("model", ""), r["method"], None, None, r["task"], r.get("seed"),
+                float(r["metrics"][r["primary_metric"]])) for r in records]
+    seeds = sorted({r.seed for r in recs}, key=lambda s: (s is None, s or 0))
+    table = method_task_table(recs, len(seeds), show_k=False)
+    table.header[0] = "method"
+    split = records[0]["split"] if records else "test"
+    tasks = sorted({r.target for r in recs})
+    if len(seeds) > 1:
+        note = (f"Primary metric per task on the {split} split ({_n_per_task(records, tasks)}); mean ± sample std "
+                f"(ddof=1) over {len(seeds)} seeds ({', '.join(map(str, seeds))}); average: mean over tasks within "
+                "each seed, then mean ± std over seeds; best mean per column in bold.")
+    else:
+        n = ", ".join(map(str, sorted({r["n"] for r in records})))
+        note = f"Primary metric per task on the {split} split (n={n}); best per column in bold."
+    return "\n".join([*table_lines(table), "", note]) + "\n"
+
+
+def _n_per_task(records: Sequence[dict[str, Any]], tasks: Sequence[str]) -> str:
+    """`n=200 per task`, or each task's n when they differ (a task with a smaller test split)."""
+    n = {t: sorted({r["n"] for r in records if r["task"] == t}) for t in tasks}
+    if len({tuple(v) for v in n.values()}) == 1:
+        return f"n={'/'.join(map(str, next(iter(n.values()))))} per task"
+    return "n per task: " + ", ".join(f"{t} {'/'.join(map(str, v))}" for t, v in n.items())
 
 
 def _ordered(names: set[str]) -> list[str]:

@@ -1,4 +1,6 @@
-"""One cell, start to finish: select experts, train the method, evaluate, return the database row.
+"""One job, start to finish: select experts, train the method, evaluate each cell, return the database rows.
+
+A job is one cell, or in multi-task mode the cells of one model trained on all targets (`plan.jobs`).
 
 A cell's numbers must be a function of its config alone, so that a re-run, a resumed run and a Ray
 worker all produce the same row. Hence: every cell starts from a pristine copy of the base model (no
@@ -6,7 +8,8 @@ state leaks from the cell before, whatever a method does to the model it is give
 seeded by the cell's seed, the hyperparameters are rebuilt from the hashed protocol (what ran is what
 the id says), and expert selection is deterministic (random selection is seeded by the cell's seed).
 
-The cell writes no result itself: it returns the row and the driver stores it (one writer). It does
+The job writes no result itself: it returns the rows and the driver stores them (one writer, one
+transaction per job, so a multi-task model's rows are there all together or not at all). It does
 write its checkpoint (atomically, by `train_method`) and a cache of the selection ranking, which only
 saves work: recomputing either gives the same bytes of result.
 """
@@ -23,10 +26,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loralab.bench.grid import Cell
+from loralab.bench.plan import Cell, Job, job_label
 from loralab.bench.store import now
+
+if TYPE_CHECKING:
+    from loralab.data import Task
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ class RunContext:
     out: str
     library: str
     bench: str
-    task_specs: Mapping[str, str]
+    task_specs: Mapping[str, Any]  # task name -> what load_task takes, or the Task itself
     library_names: tuple[str, ...]
     library_hparams: Mapping[str, Any] = field(default_factory=dict)
     library_eval_limit: int = 0
@@ -50,6 +56,12 @@ class RunContext:
     eval_batch_size: int = 8
     keep_checkpoints: bool = False
     executor: str = "local"
+
+    def task(self, name: str) -> Task:
+        from loralab.data import Task, load_task
+
+        spec = self.task_specs[name]
+        return spec if isinstance(spec, Task) else load_task(spec, data_dir=self.data_dir)
 
 
 def fresh_model(name: str, device: str | None):
@@ -68,7 +80,6 @@ def fresh_model(name: str, device: str | None):
 
 def build_model_library(model: str, ctx: RunContext) -> list[str]:
     """Train the model's missing library LoRAs (idempotent: `build_library` skips finished adapters)."""
-    from loralab.data import load_task
     from loralab.library import Library, build_library, model_slug
     from loralab.training.hparams import LoRAHparams
     from loralab.utils.config import from_mapping
@@ -78,54 +89,82 @@ def build_model_library(model: str, ctx: RunContext) -> list[str]:
     if not missing:
         return []
     logger.info("library %s: training %d LoRA(s) for %s: %s", ctx.library, len(missing), model, ", ".join(missing))
-    tasks = [load_task(ctx.task_specs[t], data_dir=ctx.data_dir) for t in ctx.library_names]
+    tasks = [ctx.task(t) for t in ctx.library_names]
     hp = from_mapping(LoRAHparams, dict(ctx.library_hparams), where="library.hparams")
     build_library(fresh_model(model, ctx.device), tasks, ctx.library, hparams=hp, eval_limit=ctx.library_eval_limit,
                   data_dir=ctx.data_dir, device=ctx.device, progress=False)
     return missing
 
 
-def run_cell(cell: Cell, ctx: RunContext) -> dict[str, Any]:
-    """Run one cell and return its database row (see `loralab.bench.store`)."""
+def run_job(job: Job, ctx: RunContext) -> list[dict[str, Any]]:
+    """Run one job (one cell, or a multi-task model's cells) and return one database row per cell.
+
+    The job's cells share everything but the target: select (single-task only), train once on
+    `train_targets`, then evaluate that checkpoint on each cell's target.
+    """
+    from loralab.moe.registry import get_method
     from loralab.recipes.evaluate import run_eval
-    from loralab.data import load_task
     from loralab.recipes.train import train_method
     from loralab.utils.env import git_hash, package_versions
 
+    first = job[0]
     started, t0 = now(), time.perf_counter()
-    logger.info("cell %s: %s", cell.cell_id, cell.label)
-    lm = fresh_model(cell.model, ctx.device)
-    target = load_task(ctx.task_specs[cell.target], data_dir=ctx.data_dir)
-    selection = choose_experts(cell, lm, target, ctx) if cell.strategy is not None else None
-    experts = [s["task"] for s in selection["chosen"]] if selection else []
+    logger.info("job %s: %s", first.job_id, job_label(job))
+    lm = fresh_model(first.model, ctx.device)
+    train_tasks = [ctx.task(t) for t in first.train_targets]
+    selection = choose_experts(first, lm, train_tasks[0], ctx) if first.strategy is not None else None
     if selection is not None:
-        lm = fresh_model(cell.model, ctx.device)  # train on a copy nothing was scored with, cached ranking or not
+        experts = [s["task"] for s in selection["chosen"]]
+        lm = fresh_model(first.model, ctx.device)  # train on a copy nothing was scored with, cached ranking or not
+    else:
+        experts = list(first.protocol.get("experts") or [])
     t1 = time.perf_counter()
-    ckpt = Path(ctx.out) / "checkpoints" / cell.cell_id
+    ckpt = Path(ctx.out) / "checkpoints" / first.job_id
     shutil.rmtree(ckpt, ignore_errors=True)  # a leftover of a killed run is never trusted
-    uses_library = bool(experts) or cell.method == "lora"
-    info = train_method(cell.method, lm, [target], ckpt, library=ctx.library if uses_library else None,
-                        experts=experts or None, config=dict(cell.protocol.get("method_config") or {}),
-                        hparams=cell_hparams(cell), data_dir=ctx.data_dir, device=ctx.device, progress=False)
+    # the own LoRA is copied only when the library is meant to hold it (else the cell is seeded and trains one)
+    own_lora = get_method(first.method).uses_own_lora and first.target in ctx.library_names
+    info = train_method(first.method, lm, train_tasks, ckpt, library=ctx.library if experts or own_lora else None,
+                        experts=experts or None, config=dict(first.protocol.get("method_config") or {}),
+                        hparams=cell_hparams(first), data_dir=ctx.data_dir, device=ctx.device, progress=False)
     t2 = time.perf_counter()
-    ev = cell.protocol["eval"]
-    record = run_eval(lm, target, adapter=ckpt, split=ev["split"], limit=ev["limit"], batch_size=ctx.eval_batch_size,
-                      device=ctx.device, progress=False)
-    t3 = time.perf_counter()
+    train = info.get("train") or {}
+    shared = {"versions": package_versions(), "git_hash": git_hash(), "executor": ctx.executor,
+              "host": socket.gethostname(), "train": {k: train[k] for k in TRAIN_KEYS if k in train} or None}
+    loaded = {t.name: t for t in train_tasks}
+    rows = []
+    for cell in job:
+        t_eval = time.perf_counter()
+        ev = cell.protocol["eval"]
+        target = loaded.get(cell.target) or ctx.task(cell.target)
+        record = run_eval(lm, target, adapter=ckpt, split=ev["split"], limit=ev["limit"],
+                          batch_size=ctx.eval_batch_size, device=ctx.device, progress=False)
+        seconds_eval = time.perf_counter() - t_eval
+        # the shared selection and training time is split over the job's rows, so sums over rows stay true
+        select, training = (t1 - t0) / len(job), (t2 - t1) / len(job)
+        rows.append({
+            "cell_id": cell.cell_id, "bench": ctx.bench, **cell.key, "config": cell.config,
+            "primary_metric": record["primary_metric"], "score": float(record["metrics"][record["primary_metric"]]),
+            "n": record["n"], "split": record["split"], "metrics": record["metrics"], "experts": experts,
+            "selection": selection, "own_lora": _own_lora(cell, selection, experts, ctx), **shared,
+            "seconds": round(select + training + seconds_eval, 3), "seconds_select": round(select, 3),
+            "seconds_train": round(training, 3), "seconds_eval": round(seconds_eval, 3), "started_at": started,
+            "finished_at": now(), "device": record.get("device"),
+        })
     if not ctx.keep_checkpoints:
         shutil.rmtree(ckpt, ignore_errors=True)
-    train = info.get("train") or {}
-    return {
-        "cell_id": cell.cell_id, "bench": ctx.bench, **cell.key, "config": cell.config,
-        "primary_metric": record["primary_metric"], "score": float(record["metrics"][record["primary_metric"]]),
-        "n": record["n"], "split": record["split"], "metrics": record["metrics"], "experts": experts,
-        "selection": selection, "own_lora": selection["own_lora"] if selection else None,
-        "train": {k: train[k] for k in TRAIN_KEYS if k in train} or None,
-        "versions": package_versions(), "git_hash": git_hash(),
-        "seconds": round(t3 - t0, 3), "seconds_select": round(t1 - t0, 3), "seconds_train": round(t2 - t1, 3),
-        "seconds_eval": round(t3 - t2, 3), "started_at": started, "finished_at": now(),
-        "host": socket.gethostname(), "executor": ctx.executor, "device": record.get("device"),
-    }
+    return rows
+
+
+def _own_lora(cell: Cell, selection: dict[str, Any] | None, experts: list[str], ctx: RunContext) -> str | None:
+    """Whether the target's own LoRA was among the candidates: what the selection recorded, or for a fixed pool
+    the same words (None for a method given no experts)."""
+    if selection is not None:
+        return selection["own_lora"]
+    if "experts" not in cell.protocol:
+        return None
+    if cell.target in experts:
+        return "included"
+    return "excluded" if cell.target in ctx.library_names else "absent"
 
 
 def cell_hparams(cell: Cell):
@@ -152,10 +191,11 @@ def choose_experts(cell: Cell, lm, target, ctx: RunContext) -> dict[str, Any]:
 
 
 def _ranking(cell: Cell, lm, target, ctx: RunContext) -> dict[str, Any]:
+    from loralab.selection import get_selector
     from loralab.utils.io import atomic_write_json, read_json
 
     options = {k: v for k, v in cell.protocol["selection"].items() if k != "strategy"}
-    if cell.strategy == "random":
+    if get_selector(cell.strategy).seeded:  # its draw is the cell's: one ranking per seed
         options["seed"] = cell.seed
     key = {"model": cell.model, "target": cell.target, "strategy": cell.strategy, "options": options,
            "library": cell.protocol["library"]}
@@ -170,12 +210,12 @@ def _ranking(cell: Cell, lm, target, ctx: RunContext) -> dict[str, Any]:
 
 def _rank_pool(cell: Cell, lm, target, ctx: RunContext, options: dict[str, Any]) -> dict[str, Any]:
     """Rank every library LoRA of the model but the target's own, then keep those of the bench's pool."""
-    from loralab.data import load_task
     from loralab.library import Library, model_slug
     from loralab.selection import select_experts
 
     entries = [e for e in Library(ctx.library).entries(model_slug(lm.name)) if e.task != target.name]
-    library_tasks = {t: load_task(ctx.task_specs[t], data_dir=ctx.data_dir) for t in ctx.library_names}
+    # an existing library's tasks may be unlisted: the strategies load those by name themselves
+    library_tasks = {t: ctx.task(t) for t in ctx.library_names if t in ctx.task_specs}
     chosen = select_experts(cell.strategy, lm, ctx.library, target, len(entries), exclude_own=True,
                             data_dir=ctx.data_dir, device=ctx.device, library_tasks=library_tasks, progress=False,
                             **options)

@@ -1,4 +1,6 @@
-"""`run_bench`: check the config, build what is missing, run the cells not yet in the database, write the report.
+"""The driver: check the grid, build what is missing, run the jobs whose cells are not yet in the database,
+write the report. The one runner behind `loralab bench` (`run_bench`) and `loralab compare`
+(`compare_methods` builds a grid and calls `run_grid` with its own kind of output folder).
 
     from loralab.bench import run_bench
     result = run_bench("quickstart", out="bench-quickstart")      # or a YAML path, or None (quickstart)
@@ -18,14 +20,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loralab.bench.cell import RunContext
 from loralab.bench.executors import make_executor
-from loralab.bench.grid import Bench, Cell, expand, load_bench
-from loralab.bench.run import RunContext
+from loralab.bench.grid import Bench, load_bench
+from loralab.bench.plan import Job, expand, jobs
 from loralab.bench.store import Store, is_bench_database
 from loralab.errors import ConfigError, UserInputError
 from loralab.utils.io import check_output_dir, mark_output
@@ -49,6 +52,20 @@ def is_bench_dir(folder: Path) -> bool:
     return (folder / LOCK_NAME).is_file() and visible <= OUTPUT_NAMES - {DB_NAME}
 
 
+@dataclass(frozen=True)
+class OutputFolder:
+    """The kind of folder a run writes into: its marker kind, how messages name it and the command, and how a
+    folder of this kind from before output markers is recognised."""
+
+    kind: str
+    what: str
+    command: str
+    recognise: Callable[[Path], bool]
+
+
+BENCH_OUTPUT = OutputFolder(OUTPUT_KIND, "benchmark folder", "loralab bench", is_bench_dir)
+
+
 @dataclass
 class BenchResult:
     """What a run did: the database, the report files, and the cells it ran, skipped or lost."""
@@ -65,14 +82,21 @@ def run_bench(config: str | os.PathLike[str] | Bench | None = None, out: str | o
               executor: str = "local", address: str | None = None, report: bool = True) -> BenchResult:
     """Run every cell of the grid that is not done yet; return where the database and report are."""
     bench = config if isinstance(config, Bench) else load_bench(config)
-    cells = expand(bench)
     out_dir = Path(out if out is not None else f"bench-{bench.config.name}").resolve()
+    return run_grid(bench, out_dir, executor=executor, address=address, report=report)
+
+
+def run_grid(bench: Bench, out_dir: Path, *, output: OutputFolder = BENCH_OUTPUT, executor: str = "local",
+             address: str | None = None, report: bool = True) -> BenchResult:
+    """Run the checked grid's missing cells into `out_dir` (absolute), a folder of kind `output`."""
+    cells = expand(bench)
     library = Path(bench.library.path).resolve() if bench.library.path else out_dir / "library"
-    check_bench_out(out_dir, library, report=report)
-    check_existing_library(bench, library)
+    check_bench_out(out_dir, library, report=report, output=output, builds=bench.library.build)
+    if bench.library.build:
+        check_existing_library(bench, library)
     runner = make_executor(executor, address=address, resources=bench.resources)  # before anything is written
     try:
-        with _exclusive(out_dir), Store(out_dir / DB_NAME) as store:
+        with _exclusive(out_dir, output), Store(out_dir / DB_NAME) as store:
             store.set_meta("bench", {"name": bench.config.name, "config": bench.config.to_dict(),
                                      "plan": [c.cell_id for c in cells], "seeds": list(bench.config.seeds)})
             done = store.done_ids()
@@ -82,9 +106,10 @@ def run_bench(config: str | os.PathLike[str] | Bench | None = None, out: str | o
             failed: list[dict[str, Any]] = []
             if todo:
                 ctx = _context(bench, out_dir, library, runner.name)
-                runner.build_libraries(list(dict.fromkeys(c.model for c in todo)), ctx)
-                runner.run(todo, ctx, on_result=lambda cell, row: _store(store, cell, row),
-                           on_failure=lambda cell, error: _fail(store, bench, cell, error, failed))
+                if bench.library.build:
+                    runner.build_libraries(list(dict.fromkeys(c.model for c in todo)), ctx)
+                runner.run(jobs(todo), ctx, on_result=lambda job, rows: _store(store, job, rows),
+                           on_failure=lambda job, error: _fail(store, bench, job, error, failed))
             path = None
             if report:
                 from loralab.bench.report import write_report
@@ -96,21 +121,26 @@ def run_bench(config: str | os.PathLike[str] | Bench | None = None, out: str | o
                        skipped=len(cells) - len(todo), failed=failed)
 
 
-def check_bench_out(out_dir: Path, library: Path, *, report: bool = True) -> None:
-    """Every folder the run writes is new, empty or loralab's own of the same kind (checked before any work)."""
+def check_bench_out(out_dir: Path, library: Path, *, report: bool = True, output: OutputFolder = BENCH_OUTPUT,
+                    builds: bool = True) -> None:
+    """Every folder the run writes is new, empty or loralab's own of the same kind (checked before any work).
+
+    An existing library used as it is (`builds=False`) is only read, so it is not checked as an output.
+    """
     from loralab.bench.report import check_report_out
     from loralab.library.build import check_library_out
 
-    check_output_dir(out_dir, kind=OUTPUT_KIND, what="benchmark folder", recognise=is_bench_dir)
-    check_library_out(library, option="library.path" if not library.is_relative_to(out_dir) else "--out library")
+    check_output_dir(out_dir, kind=output.kind, what=output.what, recognise=output.recognise)
+    if builds:
+        check_library_out(library, option="library.path" if not library.is_relative_to(out_dir) else "--out library")
     if report:
         check_report_out(out_dir / "report", option="--out report")
 
 
 @contextlib.contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
+def _exclusive(out_dir: Path, output: OutputFolder) -> Iterator[None]:
     """One driver per output folder: two would run the same cells twice. The OS drops the lock if we are killed."""
-    mark_output(out_dir, OUTPUT_KIND)  # creates it; a second driver then passes the output check and meets the lock
+    mark_output(out_dir, output.kind)  # creates it; a second driver then passes the output check and meets the lock
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
@@ -120,7 +150,7 @@ def _exclusive(out_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserInputError(f"another `loralab bench` is running on {out_dir}; wait for it or use another "
+            raise UserInputError(f"another `{output.command}` is running on {out_dir}; wait for it or use another "
                                  "--out") from None
         yield
 
@@ -128,7 +158,7 @@ def _exclusive(out_dir: Path) -> Iterator[None]:
 def _context(bench: Bench, out_dir: Path, library: Path, executor: str) -> RunContext:
     """Absolute paths only: Ray workers do not share the driver's working directory."""
     data_dir = bench.data_dir or os.environ.get("LORALAB_DATA_DIR")
-    specs = {name: spec if not Path(spec).exists() else str(Path(spec).resolve())
+    specs = {name: str(Path(spec).resolve()) if isinstance(spec, str) and Path(spec).exists() else spec
              for name, spec in bench.task_specs.items()}
     return RunContext(out=str(out_dir), library=str(library), bench=bench.config.name, task_specs=specs,
                       library_names=bench.library_names, library_hparams=bench.library_hparams.to_dict(),
@@ -138,14 +168,16 @@ def _context(bench: Bench, out_dir: Path, library: Path, executor: str) -> RunCo
                       executor=executor)
 
 
-def _store(store: Store, cell: Cell, row: dict[str, Any]) -> None:
-    store.put(row)
-    logger.info("cell %s done: %s = %.4f (%s)", cell.cell_id, row["primary_metric"], row["score"], cell.label)
+def _store(store: Store, job: Job, rows: list[dict[str, Any]]) -> None:
+    store.put_many(rows)
+    for cell, row in zip(job, rows, strict=True):
+        logger.info("cell %s done: %s = %.4f (%s)", cell.cell_id, row["primary_metric"], row["score"], cell.label)
 
 
-def _fail(store: Store, bench: Bench, cell: Cell, error: str, failed: list[dict[str, Any]]) -> None:
-    store.put_failure(cell.cell_id, bench.config.name, cell.config, error)
-    failed.append({"cell_id": cell.cell_id, "label": cell.label, "error": error})
+def _fail(store: Store, bench: Bench, job: Job, error: str, failed: list[dict[str, Any]]) -> None:
+    for cell in job:  # every cell of the job lacks its row
+        store.put_failure(cell.cell_id, bench.config.name, cell.config, error)
+        failed.append({"cell_id": cell.cell_id, "label": cell.label, "error": error})
 
 
 def check_existing_library(bench: Bench, library: Path) -> None:
