@@ -23,7 +23,7 @@ MERGE_FILE = "loralab_merge.json"
 
 def adapter_model_name(adapter: str | os.PathLike[str]) -> str | None:
     """The base model an adapter was trained on, from its loralab metadata (None if it has none)."""
-    from loralab.moe.adapters import recorded_base_model
+    from loralab.library.adapters import recorded_base_model
 
     recorded = recorded_base_model(adapter)
     return recorded.name if recorded is not None else None
