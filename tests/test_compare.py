@@ -1,6 +1,6 @@
 """`compare_methods` / `loralab compare`: seeds (mean ± std tables), multi-task cells, idempotent re-runs.
 
-The single-task table and CLI resume test is `test_compare_methods_table_and_resume` in test_cli.py.
+The single-task table and CLI resume test is `test_compare_methods_table_and_resume` in tests/cli/test_cli.py.
 """
 
 from __future__ import annotations
