@@ -1,7 +1,7 @@
 """`compare_methods` / `loralab compare`: seeds (mean ± std tables), multi-task cells, idempotent re-runs.
 
-The single-task table and CLI resume test is `test_compare_methods_table_and_resume` in test_cli.py; that
-compare and `loralab bench` give the same database is tests/bench/test_one_runner.py.
+The single-task table and CLI resume test is `test_compare_methods_table_and_resume` in tests/cli/test_cli.py;
+that compare and `loralab bench` give the same database is tests/bench/test_one_runner.py.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ its traceback.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class LoralabError(Exception):
@@ -18,9 +18,18 @@ class LoralabError(Exception):
 
 
 class UserInputError(LoralabError, ValueError):
-    """Bad input from the user: a file, a name, an option value."""
+    """Bad input from the user: a file, a name, an option value.
+
+    `param` names the Python parameter(s) the message is about, spelled in the message as in Python
+    (`UserInputError("limit must be >= 1, got 0", param="limit")`); the CLI rewrites those words to
+    the flags the user typed (`--limit`), so one message serves both the API and the command line.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object, param: str | Sequence[str] | None = None) -> None:
+        super().__init__(*args)
+        self.params: tuple[str, ...] = (param,) if isinstance(param, str) else tuple(param or ())
 
 
 class TaskFormatError(UserInputError):

@@ -652,7 +652,7 @@ def test_empty_split_from_file(tmp_path: Path) -> None:
     for split, limit, message in [
         ("test", None, "task 't' has no examples in split 'test'"),
         ("validation", 5, "task 't' has no examples in split 'validation'"),
-        ("train", 0, "--limit must be >= 1, got 0"),
+        ("train", 0, "limit must be >= 1, got 0"),
     ]:
         with pytest.raises(EmptySplitError) as info:
             task.split(split, limit=limit)

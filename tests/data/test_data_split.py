@@ -145,8 +145,8 @@ def test_explicit_split_in_jsonl_is_kept(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("split", "limit", "error", "message"),
     [
-        ("test", 0, EmptySplitError, "--limit must be >= 1, got 0"),
-        ("all", -3, EmptySplitError, "--limit must be >= 1, got -3"),
+        ("test", 0, EmptySplitError, "limit must be >= 1, got 0"),
+        ("all", -3, EmptySplitError, "limit must be >= 1, got -3"),
         ("validation", None, EmptySplitError, "task 'mini' has no examples in split 'validation'"),
         ("dev", None, TaskFormatError, "split must be one of ('train', 'validation', 'test', 'all'), got 'dev'"),
     ],

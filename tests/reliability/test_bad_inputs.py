@@ -426,7 +426,7 @@ def _(d: Path):
     return lambda: compare_methods("tiny-llama", ["base"], [str(config)], d / "cmp", eval_limit=2)
 
 
-@case("library_task_twice", UserInputError, "--tasks lists a task twice")
+@case("library_task_twice", UserInputError, "tasks lists a task twice")
 def _(d: Path):
     return lambda: build_library(build_tiny_model("llama"), [toy_task("a", n=8), toy_task("a", n=8)], d / "lib",
                                  hparams=LIB_HP, eval_limit=0, progress=False)
@@ -477,13 +477,21 @@ case("cli_zero_limit", CLI, "--limit must be >= 1, got 0")(
 case("cli_negative_eval_limit", CLI, "--eval-limit must be >= 0, got -1")(
     lambda d: ["library", "build", "--model", "tiny-llama", "--tasks", cli_task(d), "--out", str(d / "lib"),
                "--eval-limit", "-1"])
+case("cli_negative_limit", CLI, "--limit must be >= 0, got -1")(  # the current spelling of --eval-limit
+    lambda d: ["library", "build", "--model", "tiny-llama", "--tasks", cli_task(d), "--out", str(d / "lib"),
+               "--limit", "-1"])
 case("cli_zero_threads", CLI, "--threads must be >= 1, got 0")(lambda d: ["--threads", "0", "tasks", "ls"])
+case("cli_zero_threads_after_the_verb", CLI, "--threads must be >= 1, got 0")(
+    lambda d: ["tasks", "ls", "--threads", "0"])
 case("cli_bad_seeds", CLI, "--seeds must be comma-separated integers like 0,1,2, got 'a,b'")(
     lambda d: ["compare", "--model", "tiny-llama", "--methods", "base", "--tasks", cli_task(d), "--out",
                str(d / "cmp"), "--seeds", "a,b"])
 case("cli_config_typo", CLI, "unknown key 'rnak' (did you mean 'rank'?)")(
     lambda d: ["library", "build", "--model", "tiny-llama", "--tasks", cli_task(d), "--out", str(d / "lib"),
                "--config", str(write(d, "hp.yaml", "rnak: 4\n"))])
+case("cli_hparams_typo", CLI, "unknown key 'rnak' (did you mean 'rank'?)")(  # the current spelling of --config
+    lambda d: ["library", "build", "--model", "tiny-llama", "--tasks", cli_task(d), "--out", str(d / "lib"),
+               "--hparams", str(write(d, "hp.yaml", "rnak: 4\n"))])
 case("cli_pickle_adapter_without_flag", CLI, "--allow-pickle")(
     lambda d: ["library", "add", str(d / "lib"), "--adapter", str(to_pickle(save_peft_adapter(d / "adapter"))),
                "--task", cli_task(d), "--model", "tiny-llama"])

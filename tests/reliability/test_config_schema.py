@@ -227,6 +227,10 @@ def test_method_config_from_a_file_names_the_file(tmp_path, monkeypatch, capsys)
                            "whatever", "--out", str(tmp_path / "out"), "--config", str(config))
     assert code == 2 and err.strip() == (f"error: {config}: num_experts: wrong type (got [4]; allowed: an integer)")
     assert not (tmp_path / "out").exists()
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--method", "loramoe", "--model", "tiny-llama", "--tasks",
+                           "whatever", "--out", str(tmp_path / "out"), "--method-config", str(config))  # new spellings
+    assert code == 2 and err.strip() == (f"error: {config}: num_experts: wrong type (got [4]; allowed: an integer)")
+    assert not (tmp_path / "out").exists()
 
 
 def _takes_mapping(hint: Any) -> bool:

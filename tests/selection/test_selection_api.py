@@ -52,7 +52,7 @@ def test_an_option_of_another_strategy_is_refused(tiny_library):
 def test_k_outside_the_candidates_names_the_field_and_the_range(tiny_library, exclude_own, k_max):
     root, tasks = tiny_library
     for k in (0, k_max + 1):
-        with pytest.raises(UserInputError, match=f"--k must be between 1 and {k_max} .*got {k}") as info:
+        with pytest.raises(UserInputError, match=f"^k must be between 1 and {k_max} .*got {k}") as info:
             select_experts("random", "tiny-llama", root, tasks["parity"], k=k, exclude_own=exclude_own)
         assert "\n" not in str(info.value)
     chosen = select_experts("random", "tiny-llama", root, tasks["parity"], k=k_max, exclude_own=exclude_own)

@@ -40,7 +40,7 @@ def is_report_dir(folder: Path) -> bool:
         return fh.read(len(TITLE)) == TITLE
 
 
-def check_report_out(out: str | Path, option: str = "--out") -> Path:
+def check_report_out(out: str | Path, option: str = "out") -> Path:
     """Fail before any work unless the report folder is absent, empty, or a loralab report."""
     return check_output_dir(out, kind=OUTPUT_KIND, what="benchmark report folder", option=option,
                             recognise=is_report_dir)

@@ -175,9 +175,9 @@ class Task:
     def split(self, split: str, limit: int | None = None) -> list[Example]:
         """Examples of one split ("all" for every example), sorted by id, the first `limit` of them."""
         if split not in (*SPLITS, "all"):
-            raise TaskFormatError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
+            raise TaskFormatError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}", param="split")
         if limit is not None and limit < 1:
-            raise EmptySplitError(f"--limit must be >= 1, got {limit}")
+            raise EmptySplitError(f"limit must be >= 1, got {limit}", param="limit")
         chosen = sorted((ex for ex in self.examples if split == "all" or ex.split == split), key=lambda e: e.id)
         if not chosen:
             raise EmptySplitError(f"task {self.name!r} has no examples in split {split!r}")

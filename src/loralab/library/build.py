@@ -66,7 +66,7 @@ def is_library_dir(folder: Path) -> bool:
     return any(folder.glob(f".work/*/*/{RUN_FILE}"))
 
 
-def check_library_out(path: str | os.PathLike[str], option: str = "--out") -> Path:
+def check_library_out(path: str | os.PathLike[str], option: str = "out") -> Path:
     """Fail before any work unless `path` is absent, empty, or a loralab LoRA library (see the module docstring)."""
     return check_output_dir(path, kind=OUTPUT_KIND, what="LoRA library", option=option, recognise=is_library_dir)
 
@@ -101,7 +101,7 @@ def build_library(
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     names = [check_name("task", t.name) for t in task_objs]
     if len(set(names)) != len(names):
-        raise UserInputError(f"--tasks lists a task twice: {names}")
+        raise UserInputError(f"tasks lists a task twice: {names}", param="tasks")
     for t in task_objs:
         t.split("train")
         if eval_limit != 0:

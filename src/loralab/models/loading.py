@@ -163,7 +163,7 @@ def available_devices() -> list[str]:
 _DEVICE = re.compile(r"^(cpu|cuda|mps)(?::(\d+))?$")
 
 
-def check_device(device: str | None, option: str = "--device") -> torch.device:
+def check_device(device: str | None, option: str = "device") -> torch.device:
     """`device` (default: the best available) as a torch device that exists here; else one `ModelLoadError`.
 
     Checked before any work, so `--device cuda:7` on a one-GPU machine (or `cuda` on a CPU-only one) fails
@@ -177,21 +177,22 @@ def check_device(device: str | None, option: str = "--device") -> torch.device:
     match = _DEVICE.match(name)
     if match is None:
         raise ModelLoadError(f"{option} {name!r} is not a device: expected cpu, cuda, cuda:N or mps; "
-                             f"available here: {shown}")
+                             f"available here: {shown}", param=option)
     kind, index = match[1], match[2]
     if kind == "cpu":
         if index not in (None, "0"):
-            raise ModelLoadError(f"{option} {name!r} does not exist; available here: {shown}")
+            raise ModelLoadError(f"{option} {name!r} does not exist; available here: {shown}", param=option)
         return torch.device("cpu")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"{option} {name!r}: CUDA is not available here; available here: {shown}")
+            raise ModelLoadError(f"{option} {name!r}: CUDA is not available here; available here: {shown}",
+                                 param=option)
         if index is not None and int(index) >= torch.cuda.device_count():
             raise ModelLoadError(f"{option} {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) "
-                                 f"here; available here: {shown}")
+                                 f"here; available here: {shown}", param=option)
         return torch.device(name)
     if "mps" not in available or index not in (None, "0"):
-        raise ModelLoadError(f"{option} {name!r}: MPS is not available here; available here: {shown}")
+        raise ModelLoadError(f"{option} {name!r}: MPS is not available here; available here: {shown}", param=option)
     return torch.device("mps")
 
 

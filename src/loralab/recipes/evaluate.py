@@ -60,7 +60,7 @@ def run_eval(
     if num_fewshot < 0:
         from loralab.errors import UserInputError
 
-        raise UserInputError(f"--num-fewshot must be >= 0, got {num_fewshot}")
+        raise UserInputError(f"num_fewshot must be >= 0, got {num_fewshot}", param="num_fewshot")
     lm = model if isinstance(model, LoadedModel) else load_model(
         model, device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     net = lm.model

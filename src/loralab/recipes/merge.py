@@ -63,7 +63,7 @@ def merge_adapter(
 
     out = check_output_path(out, kind="dir")
     if out.exists():
-        raise UserInputError(f"--out {str(out)!r} already exists; choose a new folder")
+        raise UserInputError(f"out {str(out)!r} already exists; choose a new folder", param="out")
     check_device(device)  # before the model loads
     if not Path(adapter).is_dir():
         raise AdapterError(f"adapter directory does not exist: {adapter}")
@@ -92,9 +92,9 @@ def _resolve_task(net, lm, task: str | None, nearest_examples: int, data_dir, re
     if task is None or task in net.tasks:
         return task
     if nearest_examples <= 0 or net.method != "more":
-        raise UserInputError(f"--task {task!r}: this {net.method} checkpoint was trained on {net.tasks}; "
+        raise UserInputError(f"task {task!r}: this {net.method} checkpoint was trained on {net.tasks}; "
                              + ("pass --nearest N to pick the nearest training task from N examples"
-                                if net.method == "more" else "choose one of them"))
+                                if net.method == "more" else "choose one of them"), param="task")
     from loralab.data import load_task
     from loralab.training.trainer import PadCollator, training_features
     from loralab.training.hparams import LoRAHparams

@@ -50,7 +50,8 @@ def _config_and_experts(spec, lm: LoadedModel, config, library, experts):
     if spec.library == "required" and not experts:
         raise UserInputError(f"method {spec.name!r} uses library LoRAs as experts: pass --library and --experts")
     if experts and library is None:
-        raise UserInputError("--experts needs --library (the folder the expert LoRAs come from)")
+        raise UserInputError("experts needs library (the folder the expert LoRAs come from)",
+                             param=("experts", "library"))
     cfg = spec.config_cls.from_dict(config or {})
     loras = load_library_loras(library, lm.name, list(experts)) if experts else None
     return cfg, loras
@@ -69,7 +70,7 @@ def is_checkpoint_dir(folder: Path) -> bool:
     return False
 
 
-def check_checkpoint_out(out: str | os.PathLike[str], option: str = "--out") -> Path:
+def check_checkpoint_out(out: str | os.PathLike[str], option: str = "out") -> Path:
     """Fail before any work unless `out` may be replaced by a checkpoint, and so may its work folder."""
     from loralab.training.checkpoints import RUN_FILE
 
@@ -120,7 +121,7 @@ def train_method(
     hp = hparams or LoRAHparams()
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     if not task_objs:
-        raise UserInputError("--task must name at least one task")
+        raise UserInputError("tasks must name at least one task", param="tasks")
     for t in task_objs:
         t.split("train")
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)

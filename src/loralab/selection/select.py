@@ -77,7 +77,7 @@ def select_experts(
     if isinstance(strategy, Selector) and any(v is not None for v in options.values()):
         raise ConfigError("options go into the Selector's config when a Selector object is given")
     if isinstance(k, bool) or not isinstance(k, int):
-        raise UserInputError(f"--k must be an integer, got {k!r}")
+        raise UserInputError(f"k must be an integer, got {k!r}", param="k")
     target = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
     model_name = model.name if isinstance(model, LoadedModel) else model
     lib, slug, entries = _library_entries(library, model_name)
@@ -90,7 +90,7 @@ def select_experts(
     if not 1 <= k <= len(candidates):
         left_out = ", the target's own left out" if own == "excluded" else ""
         why = f"{len(candidates)} LoRAs of {slug!r} in {lib.root}{left_out}"
-        raise UserInputError(f"--k must be between 1 and {len(candidates)} ({why}), got {k}")
+        raise UserInputError(f"k must be between 1 and {len(candidates)} ({why}), got {k}", param="k")
     context = SelectionContext(target=target, candidates=candidates, library=lib, model_slug=slug, entries=entries,
                                data_dir=data_dir, library_tasks=dict(library_tasks or {}), progress=progress)
     selector.prepare(context)

@@ -224,26 +224,27 @@ def current_umask() -> int:
     return mask
 
 
-def check_output_path(path: str | os.PathLike[str], *, kind: str, option: str = "--out") -> Path:
+def check_output_path(path: str | os.PathLike[str], *, kind: str, option: str = "out") -> Path:
     """Fail early, before any work, when `path` cannot become a file (`kind="file"`) or folder (`kind="dir"`).
 
     A file target must not be an existing folder or a special file (a device such as /dev/null would be
     replaced by the atomic rename); a folder target must not be an existing file; no existing ancestor may
     be a file; and the place it is written to (the folder itself when it exists, else its nearest existing
-    ancestor) must be writable.
+    ancestor) must be writable. `option` is the parameter the path came in (`out`), named in the message.
     """
     target = Path(path)
     if kind == "file" and target.is_dir():
-        raise UserInputError(f"{option} {str(target)!r} is an existing folder; give a file path")
+        raise UserInputError(f"{option} {str(target)!r} is an existing folder; give a file path", param=option)
     if kind == "file" and target.exists() and not target.is_file():
         raise UserInputError(f"{option} {str(target)!r} is not a regular file (a device, pipe or socket); "
-                             "give a file path")
+                             "give a file path", param=option)
     if kind == "dir" and target.exists() and not target.is_dir():
-        raise UserInputError(f"{option} {str(target)!r} is an existing file; give a folder path")
+        raise UserInputError(f"{option} {str(target)!r} is an existing file; give a folder path", param=option)
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise UserInputError(f"{option} {str(target)!r}: {str(parent)!r} is a file, not a folder")
+                raise UserInputError(f"{option} {str(target)!r}: {str(parent)!r} is a file, not a folder",
+                                     param=option)
             break
     _check_writable(target, option, into=kind == "dir")
     return target
@@ -264,7 +265,7 @@ def _check_writable(target: Path, option: str, *, into: bool) -> None:
         else os.access(folder, mode)
     if not ok:
         raise UserInputError(f"{option} {str(target)!r}: folder {str(folder)!r} is not writable (read-only folder "
-                             "or file system); choose a writable location")
+                             "or file system); choose a writable location", param=option)
 
 
 OUTPUT_MARKER = ".loralab-output.json"  # what kind of output a folder holds (kinds without a fixed layout of files)
@@ -318,7 +319,7 @@ def is_output_dir(folder: Path, kind: str, recognise: Callable[[Path], bool] | N
         return False
 
 
-def check_output_dir(path: str | os.PathLike[str], *, kind: str, what: str, option: str = "--out",
+def check_output_dir(path: str | os.PathLike[str], *, kind: str, what: str, option: str = "out",
                      recognise: Callable[[Path], bool] | None = None) -> Path:
     """Refuse, before any work, a folder output that would destroy or mix with files loralab did not write.
 
@@ -332,11 +333,11 @@ def check_output_dir(path: str | os.PathLike[str], *, kind: str, what: str, opti
         shown = ", ".join(names[:5]) + (f", ... ({len(names)} entries)" if len(names) > 5 else "")
         raise UserInputError(f"{option} {str(target)!r} is an existing folder that is not a loralab {what} "
                              f"(it holds {shown}); loralab writes only into a new or empty folder or its own "
-                             f"{what}: give another path")
+                             f"{what}: give another path", param=option)
     return target
 
 
-def check_output_file(path: str | os.PathLike[str], *, what: str, option: str = "--out",
+def check_output_file(path: str | os.PathLike[str], *, what: str, option: str = "out",
                       recognise: Callable[[Path], bool]) -> Path:
     """Refuse, before any work, to replace an existing file that is not loralab's `what` output.
 
@@ -351,7 +352,8 @@ def check_output_file(path: str | os.PathLike[str], *, what: str, option: str = 
             ours = False
         if not ours:
             raise UserInputError(f"{option} {str(target)!r} is an existing file that is not a loralab {what}; "
-                                 f"loralab replaces only its own {what}s: remove it or give another path")
+                                 f"loralab replaces only its own {what}s: remove it or give another path",
+                                 param=option)
     return target
 
 

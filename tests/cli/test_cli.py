@@ -147,6 +147,8 @@ def copy_task(src, dst):
         (["--config", "{tmp}/bad.yaml"], "unknown key 'rnak'"),
         (["--max-steps", "0"], "options: max_steps: out of range (got 0; allowed: an integer >= 1"),
         (["--eval-limit", "-1"], "--eval-limit must be >= 0"),
+        (["--hparams", "{tmp}/bad.yaml"], "unknown key 'rnak'"),  # the current spellings of the two above
+        (["--limit", "-1"], "--limit must be >= 0"),
     ],
 )
 def test_library_build_bad_input(monkeypatch, capsys, tmp_path, args, needle):

@@ -1,0 +1,111 @@
+"""Comparisons and benchmarks: `compare` (method x task table), `bench` (a grid from YAML), `report` (from its db)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from loralab.cli.app import app, verb
+from loralab.cli.errors import usage
+from loralab.cli.options import (DataDir, Device, Experts, Hparams, IncludeOwn, Library, MaxSteps, Model, Seeds,
+                                 Split, names, out_option)
+from loralab.cli.output import note, show, stderr
+
+
+@verb(app, "compare", aliases={"--eval-limit": "--limit", "--no-include-own": "--exclude-own"},
+      renames={"eval_limit": "limit"},
+      example="loralab compare --model smollm2-135m --methods base,lora,loramoe --tasks navigate --library runs/lib "
+              "--experts winowhy,social_iqa --limit 100 --out runs/compare")
+def compare_cmd(
+    model: Model,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (loralab methods ls).")],
+    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated target tasks.")],
+    out: Annotated[Path, out_option("Output folder (cells, checkpoints, results.md).")],
+    library: Library = None,
+    experts: Experts = None,
+    include_own: IncludeOwn = False,
+    from_scratch: Annotated[Optional[str], typer.Option(help="Methods that could start from library LoRAs but "
+                                                        "should train from scratch (comma-separated).")] = None,
+    hparams: Hparams = None,
+    max_steps: MaxSteps = None,
+    limit: Annotated[int, typer.Option("--limit", help="Evaluate on the first N examples of the split.")] = 200,
+    split: Split = "test",
+    device: Device = None,
+    data_dir: DataDir = None,
+    seeds: Seeds = None,
+    multitask: Annotated[bool, typer.Option("--multitask/--no-multitask", help="Train one model per method on all "
+                                            "--tasks jointly and evaluate it on each task (base: the base model; "
+                                            "lora: each task's own library LoRA).")] = False,
+) -> None:
+    """Train and evaluate every (method, task) cell under one protocol; print the method x task table."""
+    from loralab.bench.compare import compare_methods
+    from loralab.library import load_hparams
+
+    if limit < 1:
+        raise usage(f"limit must be >= 1, got {limit}", "limit")
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in names(seeds)]
+        except ValueError:
+            raise usage(f"seeds must be comma-separated integers like 0,1,2, got {seeds!r}", "seeds") from None
+        if not seed_list:
+            raise usage("seeds must name at least one seed", "seeds")
+    hp = load_hparams(hparams, max_steps=max_steps)
+    compare_methods(model, names(methods), names(tasks), out, library=library, experts=names(experts) or None,
+                    include_own=include_own, from_scratch=names(from_scratch), hparams=hp, eval_limit=limit,
+                    split=split, data_dir=data_dir, device=device, seeds=seed_list, multitask=multitask)
+    show((out / "results.md").read_text(encoding="utf-8"), markup=False)
+    note(f"wrote {out / 'results.md'}")
+
+
+@verb(app, "bench", example=("loralab bench", "loralab bench quickstart --dry-run",
+                             "loralab bench my-grid.yaml --out runs/bench --executor ray --address auto"))
+def bench_cmd(
+    config: Annotated[Optional[str], typer.Argument(help="Benchmark YAML, or a shipped config: quickstart "
+                                                    "(the default), loralib.")] = None,
+    out: Annotated[Optional[Path], out_option("Output folder: database, report, library, selections (default: "
+                                              "./bench-NAME).")] = None,
+    executor: Annotated[str, typer.Option(help="local (one cell at a time in this process) or ray.")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="ray: cluster to join (auto, ray://host:10001); "
+                                                   "default: start a local one.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config, count its cells, run "
+                                                            "nothing.")] = False,
+) -> None:
+    """Run a benchmark grid (models x methods x strategies x k x targets x seeds); cells already done are skipped."""
+    from loralab.bench import expand, load_bench, run_bench
+
+    bench = load_bench(config)
+    if dry_run:
+        cells = expand(bench)
+        counts = Counter((c.method, c.strategy or "-") for c in cells)
+        table = Table(title=f"{bench.config.name}: {len(cells)} cells")
+        for col in ("method", "strategy", "cells"):
+            table.add_column(col, justify="right" if col == "cells" else "left")
+        for (method, strategy), n in counts.items():
+            table.add_row(method, strategy, str(n))
+        show(table)
+        return
+    result = run_bench(bench, out, executor=executor, address=address)
+    show(f"{result.cells} cells: {result.ran} run now, {result.skipped} already done, {len(result.failed)} failed")
+    for failure in result.failed:  # not a status line: -q keeps it
+        stderr.print(f"failed: {failure['label']}: {failure['error']}", markup=False)
+    show(f"report: {result.report} (and report.html, PNG figures beside it)\ndatabase: {result.db}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@verb(app, "report", example="loralab report bench-quickstart/bench.sqlite --out bench-quickstart/report")
+def report_cmd(
+    db: Annotated[Path, typer.Argument(help="Benchmark database (OUT/bench.sqlite of `loralab bench`).")],
+    out: Annotated[Optional[Path], out_option("Report folder (default: report/ beside DB).")] = None,
+) -> None:
+    """Rebuild a benchmark's report (Markdown, HTML, PNG) from its database alone."""
+    from loralab.bench import write_report
+
+    path = write_report(db, out)
+    show(f"report: {path} (and report.html, PNG figures beside it)")

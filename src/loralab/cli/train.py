@@ -1,0 +1,126 @@
+"""Method checkpoints: `train` (any method, one path), `merge` (into the base weights), `ranks`, `analyze-router`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from loralab.cli.app import app, verb
+from loralab.cli.errors import usage
+from loralab.cli.options import (Adapter, AllowBaseMismatch, BaseModel, DataDir, Device, Experts, Hparams, Library,
+                                 Limit, MaxSteps, MethodConfig, Model, NumFewshot, Split, names, out_option)
+from loralab.cli.output import note, show
+
+TASK_LIST_ALIAS = {"--task": "--tasks"}  # these commands took a comma-separated `--task` before 0.1.1
+
+
+@verb(app, "train", aliases={**TASK_LIST_ALIAS, "--config": "--method-config"},
+      example="loralab train --method loramoe --model smollm2-135m --library runs/lib --experts navigate,winowhy "
+              "--tasks social_iqa --out runs/loramoe")
+def train_cmd(
+    method: Annotated[str, typer.Option(help="Method name (loralab methods ls).")],
+    model: Model,
+    tasks: Annotated[str, typer.Option("--tasks", help="Task(s) to train on, comma-separated (several: "
+                                                       "multi-task).")],
+    out: Annotated[Path, out_option("Checkpoint folder (written atomically).")],
+    library: Library = None,
+    experts: Experts = None,
+    method_config: MethodConfig = None,
+    hparams: Hparams = None,
+    max_steps: MaxSteps = None,
+    report_to: Annotated[Optional[str], typer.Option(help="'tensorboard': log loss and router statistics "
+                                                          "(saved in OUT/tensorboard).")] = None,
+    device: Device = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train any method through one path; `loralab eval --adapter OUT` evaluates the checkpoint."""
+    from loralab.library import load_hparams
+    from loralab.recipes.train import train_method
+    from loralab.utils.config import read_yaml_mapping
+
+    hp = load_hparams(hparams, max_steps=max_steps, report_to=report_to)
+    settings = read_yaml_mapping(method_config) if method_config is not None else None
+    if settings is not None:  # checked here too, so an error names the file (train_method only sees a mapping)
+        from loralab.moe.registry import get_method
+
+        get_method(method).config_cls.from_dict(settings, where=str(method_config))
+    info = train_method(method, model, names(tasks), out, library=library, experts=names(experts) or None,
+                        config=settings, hparams=hp, data_dir=data_dir, device=device)
+    note(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}); wrote {out}")
+
+
+@verb(app, "merge", renames={"nearest_examples": "nearest"},
+      example=("loralab merge --adapter runs/more --task winowhy --out runs/more-winowhy",
+               "loralab merge --adapter runs/more --task sports_understanding --nearest 16 --out runs/more-sports"))
+def merge_cmd(
+    adapter: Adapter,
+    out: Annotated[Path, out_option("New folder for the merged transformers model.")],
+    task: Annotated[Optional[str], typer.Option(help="Task to merge for (task-routed methods: MoRE, MOELoRA, "
+                                                     "MTL-LoRA).")] = None,
+    model: BaseModel = None,
+    nearest: Annotated[int, typer.Option(help="MoRE, task not seen in training: pick the nearest training task "
+                                              "from this many of its train examples.")] = 0,
+    device: Device = None,
+    allow_base_mismatch: AllowBaseMismatch = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Fold an adapter into the base weights (per task) and save a plain transformers model."""
+    from loralab.recipes.merge import merge_adapter
+
+    if nearest < 0:
+        raise usage(f"nearest must be >= 0, got {nearest}", "nearest")
+    record = merge_adapter(adapter, out, task=task, model=model, nearest_examples=nearest, data_dir=data_dir,
+                           device=device, allow_base_mismatch=allow_base_mismatch)
+    chosen = f" for task {record['merged_task']}" if record.get("merged_task") else ""
+    note(f"merged {record['method']} adapter{chosen} into {record['model']}; wrote {out}")
+
+
+@verb(app, "ranks", example="loralab ranks runs/more")
+def ranks_cmd(adapter: Annotated[Path, typer.Argument(help="MoRE checkpoint folder.")]) -> None:
+    """MoRE: the rank each task chose in each module (histogram) and how the mean changed during training."""
+    from loralab.moe.rank_report import rank_report
+
+    show(rank_report(adapter).markdown(), markup=False)
+
+
+@verb(app, "analyze-router", aliases=TASK_LIST_ALIAS,
+      example="loralab analyze-router --model smollm2-135m --adapter runs/loramoe --tasks social_iqa,navigate "
+              "--limit 50 --out runs/router")
+def analyze_router_cmd(
+    model: Model,
+    adapter: Annotated[Path, typer.Option(help="Method checkpoint (loralab train --out).")],
+    tasks: Annotated[str, typer.Option("--tasks", help="Tasks to route, comma-separated (suite names or task "
+                                                       "files).")],
+    out: Annotated[Path, out_option("Folder for router_weights.csv, router_top1.csv, router.md, router.json and "
+                                    "router_heatmap.png.")],
+    limit: Limit = None,
+    split: Split = "test",
+    num_fewshot: NumFewshot = 0,
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
+    device: Device = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Mean gate weight and top-1 share of each expert per task (prompt + gold answer tokens, all routed layers)."""
+    from loralab.moe.analysis import analyze_router
+
+    task_names = names(tasks)
+    if not task_names:
+        raise usage("tasks must name at least one task", "tasks")
+    if batch_size < 1:
+        raise usage(f"batch_size must be >= 1, got {batch_size}", "batch_size")
+    if num_fewshot < 0:
+        raise usage(f"num_fewshot must be >= 0, got {num_fewshot}", "num_fewshot")
+    result = analyze_router(model, adapter, task_names, split=split, limit=limit, num_fewshot=num_fewshot,
+                            batch_size=batch_size, data_dir=data_dir, device=device, out=out)
+    table = Table(title=f"{result.method}: mean gate weight per task ({len(result.layers)} routed layers, {split})")
+    table.add_column("task")
+    for expert in result.experts:
+        table.add_column(expert, justify="right")
+    table.add_column("tokens", justify="right")
+    for name, row, n_tokens in zip(result.tasks, result.mean_weight, result.n_tokens):
+        table.add_row(name, *(f"{v:.3f}" for v in row), str(n_tokens))
+    show(table)
+    note(f"wrote {out}")
