@@ -12,8 +12,16 @@ What is timed, per round (after one untimed warm-up run of each side, which is a
   docs, `task.build_all_requests`), i.e. only the model work; lm-eval's task loading and metric code are left out,
   which favours lm-eval. `--batch-size` (default 8) is HFLM's batch of (prompt + choice) sequences.
 * loralab: `loralab.eval.evaluate(..., batch_size=--batch-size)` on the exported task, everything included
-  (prompt rendering, tokenisation, scoring, the three metrics). Its batch is `--batch-size` questions: their
-  prompts in one left-padded forward, then all their choices in one forward on the repeated KV cache.
+  (prompt rendering, tokenisation, scoring, the three metrics). Each question is one packed row (its prompt,
+  then all its choices, a tree attention mask), and up to `--batch-size` rows of similar length share a forward
+  (at most 2048 padded tokens and 5 % padding per forward).
+* `--with-kvcache`: also loralab with `LoglikScorer(pack=False)`, the KV-cache batching that came before packing
+  (`--batch-size` questions with the same number of choices: prompts in one left-padded forward, then all their
+  choices in one forward on the repeated cache); `--with-unbatched`: loralab with batch_size=1.
+
+Token rows: every loralab side reports the token rows it pushed through the model (batch x padded length, summed
+over forwards) against the minimum for a scorer that runs each prompt once and each choice once (every prompt
+token and every choice token but the last, which is only a target; no padding); `EvalOutput.scoring`.
 
 Rounds alternate which side goes first. The reported ratio is the median over rounds of the paired per-round
 ratio (lm-eval seconds / loralab seconds = loralab examples/s / lm-eval examples/s), with its spread.
@@ -33,6 +41,7 @@ noise margin itself).
     python benchmarks/mc_eval.py                               # smollm2-135m, social_iqa, 200 test examples, 3 rounds
     python benchmarks/mc_eval.py --task navigate --limit 100
     python benchmarks/mc_eval.py --quick                       # 24 examples, 2 rounds
+    python benchmarks/mc_eval.py --task goal_step_wikihow_step_inference --with-kvcache   # long choices
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ from _bench import PeakMemory, default_device, machine_info, paired_stats, resol
 
 QUICK = {"limit": 24, "repeats": 2}
 UNBATCHED = "loralab batch_size=1"
+KVCACHE = "loralab KV-cache batching"
 LMEVAL_TASK = "loralab_bench_export"
 
 
@@ -72,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-ratio", type=float, default=1.5, help="exit 1 below this examples/s ratio")
     p.add_argument("--with-unbatched", action="store_true",
                    help="also time loralab with batch_size=1 (one question per forward, as before batching)")
+    p.add_argument("--with-kvcache", action="store_true",
+                   help="also time loralab with the KV-cache batching (pack=False), the evaluator before packing")
     p.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--json", default=None, help="write every number here")
@@ -92,19 +104,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class LoralabSide:
-    def __init__(self, lm, export_file: Path, batch_size: int, name: str = "loralab") -> None:
+    def __init__(self, lm, export_file: Path, batch_size: int, name: str = "loralab",
+                 scorer_options: dict[str, Any] | None = None) -> None:
         from loralab.data import load_task
 
-        self.lm, self.batch_size, self.name = lm, batch_size, name
+        self.lm, self.batch_size, self.name, self.scorer_options = lm, batch_size, name, scorer_options
         self.task = load_task(str(export_file))
         self.n = len(self.task.split("test"))
+        self.scoring: dict[str, float] | None = None  # token rows of the last full run
 
     def run(self, limit: int | None = None) -> dict[str, float]:
         """Per-example acc (by example id)."""
         from loralab.eval import evaluate
 
         out = evaluate(self.lm.model, self.lm.tokenizer, self.task, split="test", limit=limit, log_samples=True,
-                       progress=False, batch_size=self.batch_size)
+                       progress=False, batch_size=self.batch_size, scorer_options=self.scorer_options)
+        if limit is None and out.scoring is not None:
+            self.scoring = out.scoring.as_dict()
         return {s["id"]: float(s["predictions"]["acc"] in s["answers"]) for s in out.samples}
 
 
@@ -213,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: lm-eval sees {sides[0].n} examples, loralab {sides[1].n}", file=sys.stderr)
             return 1
         n = sides[1].n
+        if args.with_kvcache:
+            sides.append(LoralabSide(lm, export_file, args.batch_size, name=KVCACHE, scorer_options={"pack": False}))
         if args.with_unbatched:
             sides.append(LoralabSide(lm, export_file, 1, name=UNBATCHED))
         # warm-up + correctness: per-example acc must be identical
@@ -222,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
             accs[side.name] = timed_run(side, args.device)[1]
         mine, theirs = accs["loralab"], accs["lm-eval"]
         differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        if args.with_unbatched:
-            differ = sorted(set(differ) | {k for k in set(theirs) if accs[UNBATCHED].get(k) != theirs.get(k)})
+        for extra in (KVCACHE, UNBATCHED):
+            if extra in accs:
+                differ = sorted(set(differ) | {k for k in set(theirs) if accs[extra].get(k) != theirs.get(k)})
         acc_mine, acc_theirs = sum(mine.values()) / n, sum(theirs.values()) / n
         if differ:
             print(f"FAIL: per-example acc differs on {len(differ)} of {n} examples (loralab acc {acc_mine:.4f}, "
@@ -279,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{eps['lm-eval']:.2f} | 1.00x | {acc_theirs:.4f} | {mem('lm-eval')} |")
     print(f"| loralab evaluate | {statistics.median(times['loralab']):.2f} | {eps['loralab']:.2f} | "
           f"{ratio['median']:.2f}x | {acc_mine:.4f} | {mem('loralab')} |")
+    kvcache = None
+    if args.with_kvcache:
+        kvcache = {"vs_lm_eval": paired_stats(times["lm-eval"], times[KVCACHE]),
+                   "packed_speedup": paired_stats(times[KVCACHE], times["loralab"])}
+        print(f"| loralab evaluate, KV-cache batching (pack=False; before packing) | "
+              f"{statistics.median(times[KVCACHE]):.2f} | {eps[KVCACHE]:.2f} | "
+              f"{kvcache['vs_lm_eval']['median']:.2f}x | {sum(accs[KVCACHE].values()) / n:.4f} | n/a |")
     unbatched = None
     if args.with_unbatched:
         unbatched = {"vs_lm_eval": paired_stats(times["lm-eval"], times[UNBATCHED]),
@@ -288,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{unbatched['vs_lm_eval']['median']:.2f}x | {sum(accs[UNBATCHED].values()) / n:.4f} | n/a |")
         print(f"\n- batching questions (batch_size {args.batch_size} vs 1): "
               f"{unbatched['batched_speedup']['median']:.3f}x faster")
+    if kvcache is not None:
+        print(f"\n- packed rows vs KV-cache batching: {kvcache['packed_speedup']['median']:.3f}x faster")
+    token_rows = {side.name: side.scoring for side in sides if isinstance(side, LoralabSide) and side.scoring}
+    print_token_rows(token_rows)
     print(f"\n- examples/s ratio loralab / lm-eval = **{ratio['median']:.3f}** (median of paired per-round ratios; "
           f"min-max {ratio['min']:.3f}-{ratio['max']:.3f}); pass if >= {args.min_ratio} -> "
           f"{'PASS' if ratio['median'] >= args.min_ratio else 'FAIL'}")
@@ -304,9 +334,19 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": times, "examples_per_second": eps, "ratio": ratio, "acc": {"loralab": acc_mine,
                                                                                   "lm-eval": acc_theirs},
             "acc_identical": ok_acc, "acc_differs_ids": differ, "memory": memory, "passed": passed,
-            "unbatched": unbatched,
+            "unbatched": unbatched, "kvcache": kvcache, "token_rows": token_rows,
             "wall_seconds": time.perf_counter() - t0})
     return 0 if passed else 1
+
+
+def print_token_rows(token_rows: dict[str, dict[str, float]]) -> None:
+    """Rows pushed through the model per loralab side, against the minimum (each prompt once, each choice once
+    but its last token, no padding)."""
+    print("\n| loralab scorer | forwards | token rows | minimum | rows / minimum | rows / all tokens |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, st in token_rows.items():
+        print(f"| {name} | {st['forwards']} | {st['rows']} | {st['min_rows']} | {st['ratio']:.3f}x | "
+              f"{st['ratio_all_tokens']:.3f}x |")
 
 
 def lm_eval_version() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from loralab.eval.metrics import (
     mc_predictions,
     mc_scores,
 )
+from loralab.eval.packing import EvalStats
 from loralab.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EvalOutput:
-    """Metrics of one task split, and optionally one record per example."""
+    """Metrics of one task split, optionally one record per example, and (multiple choice) what the scorer
+    pushed through the model (`scoring.rows`) against the minimum (`scoring.min_rows`)."""
 
     metrics: dict[str, float]
     n: int
     samples: list[dict[str, Any]] = field(default_factory=list)
+    scoring: EvalStats | None = None
 
 
 def evaluate(
@@ -49,39 +52,43 @@ def evaluate(
     batch_size: int = 8,
     log_samples: bool = False,
     progress: bool = True,
+    scorer_options: Mapping[str, Any] | None = None,
 ) -> EvalOutput:
     """Score `model` on the first `limit` examples (by id) of `task`'s `split`.
 
     Multiple choice gives `acc`, `acc_norm` and `acc_ppl` in one pass; generation gives `exact_match`
     (and `exact_match_strict` when the task defines a strict extraction; BIG-bench tasks add BIG-bench's
     unstripped `exact_str_match` and are postprocessed as BIG-bench does). Every metric comes with
-    `<metric>_stderr`. `batch_size`: questions per forward pass (multiple choice: their prompts in one pass,
-    then all their choices in one more) or prompts per generation batch.
+    `<metric>_stderr`. `batch_size`: multiple choice: questions per forward pass at most (each question's
+    prompt and choices packed into one row, rows of similar length together, at most 2048 padded tokens per
+    forward; see `loralab.eval.loglik`); generation: prompts per batch. `scorer_options`: keyword arguments of
+    `LoglikScorer` (`pack=False`: the KV-cache batching; `max_batch_tokens`).
     """
     examples = task.split(split, limit)
     prompts = [task.prompt(ex, task.fewshot_examples(ex, num_fewshot)) for ex in examples]
     model.eval()
+    scoring = None
     if task.kind == "multiple_choice":
-        per_example, samples = _eval_mc(model, tokenizer, examples, prompts, batch_size, progress)
+        scorer = LoglikScorer(model, tokenizer, **(scorer_options or {}))
+        per_example, samples = _eval_mc(scorer, examples, prompts, batch_size, progress)
+        scoring = scorer.stats
     else:
         per_example, samples = _eval_generation(model, tokenizer, task, examples, prompts, batch_size, progress)
-    return EvalOutput(metrics=aggregate(per_example), n=len(examples), samples=samples if log_samples else [])
+    return EvalOutput(metrics=aggregate(per_example), n=len(examples), samples=samples if log_samples else [],
+                      scoring=scoring)
 
 
-def _eval_mc(model, tokenizer, examples: Sequence[Example], prompts: Sequence[str], batch_size: int,
+def _eval_mc(scorer: LoglikScorer, examples: Sequence[Example], prompts: Sequence[str], batch_size: int,
              progress: bool):
-    scorer = LoglikScorer(model, tokenizer)
     per_example, samples = [], []
-    block = max(1, batch_size) * 8  # questions handed to the scorer at once (it batches within a block)
+    # the whole split at once: the scorer groups questions of similar length across all of it (less padding)
     with progress_bar(len(examples), "scoring choices", progress) as advance:
-        for start in range(0, len(examples), block):
-            chunk = list(zip(examples[start:start + block], prompts[start:start + block]))
-            for (ex, _), scores in zip(chunk, scorer.score_many([(p, ex.choices) for ex, p in chunk], batch_size)):
-                preds = mc_predictions(scores.logliks, ex.choices, scores.mean_nlls)
-                per_example.append(mc_scores(preds, ex.answers))
-                samples.append({"id": ex.id, "answers": list(ex.answers), "predictions": preds,
-                                "logliks": scores.logliks, "mean_nlls": scores.mean_nlls})
-            advance(len(chunk))
+        all_scores = scorer.score_many([(p, ex.choices) for ex, p in zip(examples, prompts)], batch_size, advance)
+    for ex, scores in zip(examples, all_scores):
+        preds = mc_predictions(scores.logliks, ex.choices, scores.mean_nlls)
+        per_example.append(mc_scores(preds, ex.answers))
+        samples.append({"id": ex.id, "answers": list(ex.answers), "predictions": preds,
+                        "logliks": scores.logliks, "mean_nlls": scores.mean_nlls})
     return per_example, samples
 
 

@@ -4,46 +4,39 @@ Tokenisation follows lm-evaluation-harness (`HFLM._encode_pair`): trailing white
 moves to the continuation, the context is encoded alone and the continuation is the rest of the
 encoding of context+continuation, without special tokens. So `acc` equals lm-eval's on the same strings.
 
-The prompt runs once per question; its key/value cache is repeated for the choices, which then run
-together in one right-padded batch. Right padding needs no attention mask (causal attention never looks
-forward) and keeps natural positions, so this works for any causal LM that returns a cache.
+`score` runs the prompt once and its choices together on the repeated KV cache (`loralab.eval.kvcache`).
 
-`score_many` also batches across questions: up to `batch_size` questions with the same number of choices run
-their prompts in one left-padded forward (attention mask, explicit position ids counting real tokens only),
-then all their choices in one more, on the repeated cache. One question per forward reads every weight twice
-per question, which on a CPU (memory-bound at a few rows) or a GPU (launch-bound) costs more than the
-arithmetic; batching amortises it. Models whose forward takes no `position_ids` (BLOOM, MPT) are scored one
-question at a time.
+`score_many` batches across questions: one question per forward reads every weight twice per question, which on
+a CPU (memory-bound at a few rows) or a GPU (launch-bound) costs more than the arithmetic. Where the model honours
+a custom 4D attention mask and position ids (probed once, `packing.tree_mask_works`), each question becomes one
+packed row (its prompt, then every choice, a tree mask keeping the choices apart; `loralab.eval.packing`), and
+rows of similar length share a forward: up to `batch_size` questions, `max_batch_tokens` padded tokens and 5 %
+padding. Questions with different numbers of choices share forwards, and the token rows pushed stay within 1.05x
+of each prompt once and each choice once (`stats`), except for a question longer than the budget, which runs alone
+on the KV cache. Other models batch on the KV cache (`kvcache`): questions with the same number of choices, prompts
+in one left-padded forward, then all their choices in one more. Models whose forward takes no `position_ids`
+(BLOOM, MPT) are scored one question at a time.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from loralab.errors import NonFiniteScoreError
-
-
-@dataclass
-class ChoiceScores:
-    """Per-choice scores of one question.
-
-    Attributes:
-        logliks: Summed log-probability of each continuation given the prompt.
-        is_greedy: Whether each continuation is the greedy decoding.
-        mean_nlls: Mean negative log-likelihood per token of the whole prompt+continuation sequence.
-        n_tokens: Continuation lengths in tokens.
-    """
-
-    logliks: list[float]
-    is_greedy: list[bool]
-    mean_nlls: list[float]
-    n_tokens: list[int]
+from loralab.eval.kvcache import ChoiceScores, KVCacheScoring
+from loralab.eval.packing import (
+    DEFAULT_MAX_TOKENS,
+    EvalStats,
+    pack_rows,
+    packed_length,
+    plan_batches,
+    target_scores,
+    tree_mask_works,
+)
 
 
 def encode_pair(tokenizer, context: str, continuation: str, prefix_token_id: int) -> tuple[list[int], list[int]]:
@@ -65,23 +58,56 @@ def prefix_token_id(tokenizer) -> int:
     return prefix if prefix is not None else 0
 
 
-class LoglikScorer:
+class LoglikScorer(KVCacheScoring):
     """Scores continuations of a prompt with a causal LM.
 
     Args:
         model: A causal LM (transformers or PEFT-wrapped), in eval mode.
         tokenizer: Its tokenizer.
         max_length: Longest sequence fed to the model; longer prompts lose tokens from the left.
+        pack: Let `score_many` pack each question into one row when the model supports it (False: the shared
+            KV-cache batching only; scores agree to float noise either way).
+        max_batch_tokens: Padded tokens per packed forward at most (a longer question runs on its own, with the
+            KV cache), which bounds the logits held at once.
+
+    Attributes:
+        stats: Token rows pushed through the model so far, against the minimum (`packing.EvalStats`).
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer, max_length: int | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer, max_length: int | None = None, *, pack: bool = True,
+                 max_batch_tokens: int = DEFAULT_MAX_TOKENS) -> None:
         self.model = model
         self.tokenizer = tokenizer
         config = getattr(model, "config", None)
         self.max_length = max_length or int(getattr(config, "max_position_embeddings", 2048) or 2048)
-        self.device = next(model.parameters()).device
+        params = list(model.parameters())
+        self.device = params[0].device
+        self.dtype = next((p.dtype for p in params if p.is_floating_point()), torch.float32)
         self.prefix_token_id = prefix_token_id(tokenizer)
+        self.pad_token_id = tokenizer.pad_token_id or 0
         self.batchable = _accepts_position_ids(model)
+        self.max_batch_tokens = max_batch_tokens
+        # a packed row carries its own mask, so a sliding window or attention chunk would not be applied:
+        # pack only rows no longer than those (within them the window never bites)
+        windows = [getattr(config, k, None) for k in ("sliding_window", "attention_chunk_size")]
+        self.max_packed = min([self.max_length] + [w for w in windows if isinstance(w, int) and w > 0])
+        self._vocab_size = int(getattr(config, "vocab_size", 0) or 4)
+        self.stats = EvalStats()
+        self._pack: bool | None = None if pack else False  # None: not probed yet
+
+    @property
+    def packable(self) -> bool:
+        """Whether `score_many` packs questions into rows (the model honours custom 4D masks; probed once)."""
+        if self._pack is None:
+            with torch.inference_mode():
+                self._pack = self.batchable and self._probe()
+        return self._pack
+
+    def _probe(self) -> bool:
+        return tree_mask_works(
+            lambda ids, mask, pos: self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                              use_cache=False).logits,
+            self.dtype, self.device, self._vocab_size)
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         return encode_pair(self.tokenizer, context, continuation, self.prefix_token_id)
@@ -89,159 +115,89 @@ class LoglikScorer:
     @torch.inference_mode()
     def score(self, context: str, choices: Sequence[str]) -> ChoiceScores:
         pairs = [self.encode_pair(context, c) for c in choices]
-        ctx = pairs[0][0]
-        conts = [cont for _, cont in pairs]
-        if any(p[0] != ctx for p in pairs):
+        ctx, conts = self._shared_context(pairs)
+        if ctx is None:
             return _finite(self._score_separately(pairs), context, choices)
-        budget = self.max_length - max(len(c) for c in conts) + 1
-        ctx = ctx[-max(budget, 1):]
         return _finite(self._score_shared(ctx, conts), context, choices)
 
     @torch.inference_mode()
-    def score_many(self, items: Sequence[tuple[str, Sequence[str]]], batch_size: int = 8) -> list[ChoiceScores]:
+    def score_many(self, items: Sequence[tuple[str, Sequence[str]]], batch_size: int = 8,
+                   progress: Callable[[int], None] | None = None) -> list[ChoiceScores]:
         """`score` for many (context, choices) questions, up to `batch_size` questions per forward pass.
 
-        Questions are grouped by number of choices (so every prompt's cache is repeated the same number of
-        times) and, within a group, by longest choice and prompt length (less padding); the result is in the
-        input order.
+        Packed (see the module docstring): rows longest first, a forward taking up to `batch_size` questions,
+        `max_batch_tokens` padded tokens and 5 % padding; questions with any number of choices share forwards.
+        Otherwise questions are grouped by number of choices (so every prompt's cache is repeated the same
+        number of times) and, within a group, by longest choice and prompt length. `batch_size` 1: one question
+        at a time (`score`). The result is in the input order; `progress(n)` is called as n more are done.
         """
+        advance = progress or (lambda n: None)
         results: list[ChoiceScores | None] = [None] * len(items)
         shared: list[tuple[int, list[int], list[list[int]]]] = []
         for i, (context, choices) in enumerate(items):
             pairs = [self.encode_pair(context, c) for c in choices]
-            ctx, conts = pairs[0][0], [cont for _, cont in pairs]
-            if any(p[0] != ctx for p in pairs):
+            ctx, conts = self._shared_context(pairs)
+            if ctx is None:
                 results[i] = self._score_separately(pairs)
-                continue
-            budget = self.max_length - max(len(c) for c in conts) + 1
-            shared.append((i, ctx[-max(budget, 1):], conts))
-        if batch_size <= 1 or not self.batchable:
-            for i, ctx, conts in shared:
-                results[i] = self._score_shared(ctx, conts)
-            for (context, choices), scores in zip(items, results):
-                _finite(scores, context, choices)
-            return results  # type: ignore[return-value]
-        # same number of choices per batch; then longest choice, then prompt length: less padding on both passes
-        shared.sort(key=lambda q: (len(q[2]), -max(len(c) for c in q[2]), -len(q[1])))
-        start = 0
-        while start < len(shared):
-            end = start + 1
-            while end < len(shared) and end - start < batch_size and len(shared[end][2]) == len(shared[start][2]):
-                end += 1
-            chunk = shared[start:end]
-            if len(chunk) == 1:
-                scores = [self._score_shared(chunk[0][1], chunk[0][2])]
+                advance(1)
             else:
-                scores = self._score_batch([q[1] for q in chunk], [q[2] for q in chunk])
-            for (i, _, _), s in zip(chunk, scores):
-                results[i] = s
-            start = end
+                shared.append((i, ctx, conts))
+        alone = shared
+        if batch_size > 1 and self.batchable and self.packable:
+            lengths = [packed_length(ctx, conts) for _, ctx, conts in shared]
+            limit = min(self.max_batch_tokens, self.max_packed)
+            rows = [k for k, n in enumerate(lengths) if n <= limit]
+            alone = [shared[k] for k, n in enumerate(lengths) if n > limit]
+            for batch in plan_batches([lengths[k] for k in rows], batch_size, self.max_batch_tokens):
+                chunk = [shared[rows[k]] for k in batch]
+                for (i, _, _), scores in zip(chunk, self._score_packed([(q[1], q[2]) for q in chunk])):
+                    results[i] = scores
+                advance(len(chunk))
+        elif batch_size > 1 and self.batchable:
+            alone = self._score_cached_batches(shared, batch_size, results, advance)
+        for i, ctx, conts in alone:
+            results[i] = self._score_shared(ctx, conts)
+            advance(1)
         for (context, choices), scores in zip(items, results):
             _finite(scores, context, choices)
         return results  # type: ignore[return-value]
 
-    def _score_batch(self, ctxs: list[list[int]], conts_list: list[list[list[int]]]) -> list[ChoiceScores]:
-        """Several questions with the same number of choices: left-padded prompts, then all choices at once."""
-        n_q, n_c = len(ctxs), len(conts_list[0])
-        width = max(len(c) for c in ctxs)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((n_q, width), pad, dtype=torch.long)
-        mask = torch.zeros((n_q, width), dtype=torch.long)
-        for q, ctx in enumerate(ctxs):
-            ids[q, width - len(ctx):] = torch.tensor(ctx)
-            mask[q, width - len(ctx):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp_min(0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-        cache = out.past_key_values
-        tails = [c[:-1] for conts in conts_list for c in conts]
-        longest = max(len(t) for t in tails)
-        if longest > 0 and not hasattr(cache, "batch_repeat_interleave"):
-            return [self._score_separately([(ctx, c) for c in conts]) for ctx, conts in zip(ctxs, conts_list)]
-        logits = out.logits
-        ctx_nlls, first_logps = [], []
-        for q, ctx in enumerate(ctxs):
-            rows = logits[q, width - len(ctx):].float()
-            target = torch.tensor(ctx[1:], device=self.device)
-            ctx_nlls.append(F.cross_entropy(rows[:-1], target, reduction="sum").item() if len(ctx) > 1 else 0.0)
-            first_logps.append(torch.log_softmax(rows[-1], dim=-1))
-        del out, logits
-        tail_logp = None
-        if longest > 0:
-            cache.batch_repeat_interleave(n_c)
-            tail_ids = torch.full((n_q * n_c, longest), pad, dtype=torch.long)
-            tail_mask = torch.zeros((n_q * n_c, longest), dtype=torch.long)
-            for k, t in enumerate(tails):
-                if t:
-                    tail_ids[k, :len(t)] = torch.tensor(t)
-                    tail_mask[k, :len(t)] = 1
-            tail_ids, tail_mask = tail_ids.to(self.device), tail_mask.to(self.device)
-            lengths = mask.sum(-1).repeat_interleave(n_c)
-            tail_pos = lengths[:, None] + torch.arange(longest, device=self.device)[None, :]
-            full_mask = torch.cat([mask.repeat_interleave(n_c, dim=0), tail_mask], dim=1)
-            tail_logits = self.model(input_ids=tail_ids, attention_mask=full_mask, position_ids=tail_pos,
-                                     past_key_values=cache).logits
-            # log-softmax only the rows that predict a choice token (not the padding of shorter tails)
-            rows_k = [k for k, t in enumerate(tails) for _ in t]
-            rows_j = [j for t in tails for j in range(len(t))]
-            tail_logp = torch.log_softmax(tail_logits[rows_k, rows_j].float(), dim=-1)
-        results, offset = [], 0
-        for q, (ctx, conts) in enumerate(zip(ctxs, conts_list)):
+    def _shared_context(self, pairs: Sequence[tuple[list[int], list[int]]]):
+        """(prompt truncated to fit the longest choice, continuations), counted in `stats`; (None, None) when the
+        choices' contexts differ."""
+        ctx, conts = pairs[0][0], [cont for _, cont in pairs]
+        if any(p[0] != ctx for p in pairs):
+            self.stats.add_question(ctx, conts)
+            return None, None
+        budget = self.max_length - max(len(c) for c in conts) + 1
+        ctx = ctx[-max(budget, 1):]
+        self.stats.add_question(ctx, conts)
+        return ctx, conts
+
+    def _forward(self, **inputs):
+        ids = inputs["input_ids"]
+        self.stats.add_forward(ids.shape[0], ids.shape[1])
+        return self.model(**inputs)
+
+    def _score_packed(self, questions: list[tuple[list[int], list[list[int]]]]) -> list[ChoiceScores]:
+        """Several questions, any numbers of choices: one packed row each, one forward, no cache."""
+        batch = pack_rows(questions, self.pad_token_id, self.dtype, self.device)
+        logits = self._forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                               position_ids=batch.position_ids, use_cache=False).logits
+        logp, greedy = target_scores(logits, batch.pred_rows, batch.targets)
+        del logits
+        results = []
+        for (ctx, conts), (c0, c1), spans in zip(questions, batch.ctx_spans, batch.choice_spans):
+            ctx_nll = -sum(logp[c0:c1])
             scores = ChoiceScores([], [], [], [])
-            for cont in conts:
-                rows = first_logps[q][None]
-                if len(cont) > 1:
-                    rows = torch.cat([rows, tail_logp[offset:offset + len(cont) - 1]])
-                    offset += len(cont) - 1
-                self._append(scores, rows, cont, ctx_nlls[q], len(ctx))
+            for cont, (s, e) in zip(conts, spans):
+                loglik = sum(logp[s:e])
+                scores.logliks.append(loglik)
+                scores.is_greedy.append(all(greedy[s:e]))
+                scores.mean_nlls.append((ctx_nll - loglik) / (len(ctx) - 1 + len(cont)))
+                scores.n_tokens.append(len(cont))
             results.append(scores)
         return results
-
-    def _score_shared(self, ctx: list[int], conts: list[list[int]]) -> ChoiceScores:
-        ctx_ids = torch.tensor([ctx], device=self.device)
-        out = self.model(input_ids=ctx_ids, use_cache=True)
-        ctx_logits = out.logits[0].float()
-        ctx_nll = F.cross_entropy(ctx_logits[:-1], ctx_ids[0, 1:], reduction="sum").item() if len(ctx) > 1 else 0.0
-        first_logp = torch.log_softmax(ctx_logits[-1], dim=-1)
-        cache = out.past_key_values
-        tails = [c[:-1] for c in conts]
-        longest = max(len(t) for t in tails)
-        tail_logp = None
-        if longest > 0:
-            if not hasattr(cache, "batch_repeat_interleave"):
-                return self._score_separately([(ctx, c) for c in conts])
-            cache.batch_repeat_interleave(len(conts))
-            pad = self.tokenizer.pad_token_id or 0
-            batch = torch.tensor([t + [pad] * (longest - len(t)) for t in tails], device=self.device)
-            tail_logp = torch.log_softmax(self.model(input_ids=batch, past_key_values=cache).logits.float(), dim=-1)
-        scores = ChoiceScores([], [], [], [])
-        for i, cont in enumerate(conts):
-            rows = [first_logp] + ([tail_logp[i, j] for j in range(len(cont) - 1)] if tail_logp is not None else [])
-            self._append(scores, torch.stack(rows), cont, ctx_nll, len(ctx))
-        return scores
-
-    def _score_separately(self, pairs: Sequence[tuple[list[int], list[int]]]) -> ChoiceScores:
-        """Fallback: each prompt+continuation as its own sequence (contexts differ, or no cache)."""
-        scores = ChoiceScores([], [], [], [])
-        for ctx, cont in pairs:
-            seq = (ctx + cont)[-(self.max_length + 1):]
-            ids = torch.tensor([seq[:-1]], device=self.device)
-            logp = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), dim=-1)
-            n_ctx = len(seq) - len(cont)
-            targets = torch.tensor(seq[1:n_ctx], device=self.device)
-            ctx_nll = -logp[: n_ctx - 1].gather(1, targets[:, None]).sum().item() if n_ctx > 1 else 0.0
-            self._append(scores, logp[n_ctx - 1:], cont, ctx_nll, n_ctx)
-        return scores
-
-    def _append(self, scores: ChoiceScores, logp: torch.Tensor, cont: list[int], ctx_nll: float, n_ctx: int) -> None:
-        """Add one continuation's scores given `logp` (len(cont), vocab): row j predicts cont[j]."""
-        target = torch.tensor(cont, device=logp.device)
-        token_logp = logp.gather(1, target[:, None]).squeeze(1)
-        loglik = token_logp.sum().item()
-        scores.logliks.append(loglik)
-        scores.is_greedy.append(bool((logp.argmax(-1) == target).all().item()))
-        scores.mean_nlls.append((ctx_nll - loglik) / (n_ctx - 1 + len(cont)))
-        scores.n_tokens.append(len(cont))
 
 
 def _finite(scores: ChoiceScores, context: str, choices: Sequence[str]) -> ChoiceScores:
