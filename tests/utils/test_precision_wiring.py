@@ -107,12 +107,16 @@ def test_native_bf16_auto_autocasts_forwards_keeps_parameters_fp32_and_records_b
     matmuls: list[torch.dtype] = []
     # an attention projection: PEFT keeps it as its LoRA layer's base layer, and LoRAMoE leaves it alone
     lm.model.model.layers[0].self_attn.q_proj.register_forward_hook(lambda m, a, out: matmuls.append(out.dtype))
-    trainers: list[AnswerOnlyTrainer] = []
+    after: list[dict] = []  # per training run, what it trained, seen as soon as it has finished
     train = AnswerOnlyTrainer.train
 
     def spy(self, *args, **kwargs):
-        trainers.append(self)
-        return train(self, *args, **kwargs)
+        result = train(self, *args, **kwargs)
+        moments = [v for state in self.optimizer.state.values() for v in state.values()
+                   if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0]
+        after.append({"steps": self.state.global_step, "moments": {v.dtype for v in moments},
+                      "trained": {p.dtype for p in self.model.parameters() if p.requires_grad}})
+        return result
 
     monkeypatch.setattr(AnswerOnlyTrainer, "train", spy)
 
@@ -130,13 +134,7 @@ def test_native_bf16_auto_autocasts_forwards_keeps_parameters_fp32_and_records_b
     assert saved["precision"]["name"] == "bf16"
 
     # what trains stays fp32: the trainable parameters after 2 steps, AdamW's moments, the saved tensors
-    for trainer in trainers:
-        assert trainer.state.global_step == 2
-        trained = [p for p in trainer.model.parameters() if p.requires_grad]
-        assert trained and all(p.dtype == torch.float32 for p in trained)
-        moments = [v for state in trainer.optimizer.state.values() for v in state.values() if torch.is_tensor(v)
-                   and v.is_floating_point() and v.dim() > 0]
-        assert moments and all(v.dtype == torch.float32 for v in moments)
+    assert after == [{"steps": 2, "moments": {torch.float32}, "trained": {torch.float32}}] * 2
     assert all(p.dtype == torch.float32 for p in lm.model.parameters())
     for path in (entry.path / "adapter_model.safetensors", tmp_path / "moe" / "method_model.safetensors"):
         assert {t.dtype for t in load_file(str(path)).values()} == {torch.float32}

@@ -171,7 +171,7 @@ def _own_lora(cell: Cell, selection: dict[str, Any] | None, experts: list[str], 
 
 
 def cell_precision(cell: Cell) -> str:
-    """The resolved precision the cell's id names (absent: fp32); passed explicitly, so what runs is what the id says."""
+    """The resolved precision the cell's id names (absent: fp32), passed on by name: what runs is what the id says."""
     return str(cell.protocol.get("precision", "fp32"))
 
 

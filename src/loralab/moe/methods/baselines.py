@@ -208,7 +208,7 @@ def train_lora(request) -> dict[str, Any]:
     if entry.precision_name() != request.precision.name:
         logger.warning("lora: the library's %s LoRA was trained in %s, this run is in %s; it is copied as it is",
                        task, entry.precision_name(), request.precision.name)
-    # the copy is what the library trained: its precision is the entry's (entries before precisions were recorded: fp32)
+    # the copy is what the library trained: its precision is the entry's (older entries: fp32, see precision_name)
     trained_in = entry.precision or {"name": entry.precision_name(), "reason": "library entry without a precision"}
     info = {"train": {"steps": metrics.get("train_steps", 0), "loss": float(metrics.get("train_loss", math.nan)),
                       "seconds": round(time.perf_counter() - start, 2), "examples": metrics.get("train_examples", 0)},
