@@ -56,6 +56,7 @@ class RunContext:
     eval_batch_size: int = 8
     keep_checkpoints: bool = False
     executor: str = "local"
+    library_precision: str = "fp32"  # the resolved name the library is built in (cells carry theirs in the protocol)
 
     def task(self, name: str) -> Task:
         from loralab.data import Task, load_task
@@ -92,7 +93,7 @@ def build_model_library(model: str, ctx: RunContext) -> list[str]:
     tasks = [ctx.task(t) for t in ctx.library_names]
     hp = from_mapping(LoRAHparams, dict(ctx.library_hparams), where="library.hparams")
     build_library(fresh_model(model, ctx.device), tasks, ctx.library, hparams=hp, eval_limit=ctx.library_eval_limit,
-                  data_dir=ctx.data_dir, device=ctx.device, progress=False)
+                  data_dir=ctx.data_dir, device=ctx.device, progress=False, precision=ctx.library_precision)
     return missing
 
 
@@ -108,6 +109,7 @@ def run_job(job: Job, ctx: RunContext) -> list[dict[str, Any]]:
     from loralab.utils.env import git_hash, package_versions
 
     first = job[0]
+    precision = cell_precision(first)
     started, t0 = now(), time.perf_counter()
     logger.info("job %s: %s", first.job_id, job_label(job))
     lm = fresh_model(first.model, ctx.device)
@@ -125,7 +127,8 @@ def run_job(job: Job, ctx: RunContext) -> list[dict[str, Any]]:
     own_lora = get_method(first.method).uses_own_lora and first.target in ctx.library_names
     info = train_method(first.method, lm, train_tasks, ckpt, library=ctx.library if experts or own_lora else None,
                         experts=experts or None, config=dict(first.protocol.get("method_config") or {}),
-                        hparams=cell_hparams(first), data_dir=ctx.data_dir, device=ctx.device, progress=False)
+                        hparams=cell_hparams(first), data_dir=ctx.data_dir, device=ctx.device, progress=False,
+                        precision=precision)
     t2 = time.perf_counter()
     train = info.get("train") or {}
     shared = {"versions": package_versions(), "git_hash": git_hash(), "executor": ctx.executor,
@@ -137,7 +140,7 @@ def run_job(job: Job, ctx: RunContext) -> list[dict[str, Any]]:
         ev = cell.protocol["eval"]
         target = loaded.get(cell.target) or ctx.task(cell.target)
         record = run_eval(lm, target, adapter=ckpt, split=ev["split"], limit=ev["limit"],
-                          batch_size=ctx.eval_batch_size, device=ctx.device, progress=False)
+                          batch_size=ctx.eval_batch_size, device=ctx.device, progress=False, precision=precision)
         seconds_eval = time.perf_counter() - t_eval
         # the shared selection and training time is split over the job's rows, so sums over rows stay true
         select, training = (t1 - t0) / len(job), (t2 - t1) / len(job)
@@ -148,7 +151,7 @@ def run_job(job: Job, ctx: RunContext) -> list[dict[str, Any]]:
             "selection": selection, "own_lora": _own_lora(cell, selection, experts, ctx), **shared,
             "seconds": round(select + training + seconds_eval, 3), "seconds_select": round(select, 3),
             "seconds_train": round(training, 3), "seconds_eval": round(seconds_eval, 3), "started_at": started,
-            "finished_at": now(), "device": record.get("device"),
+            "finished_at": now(), "device": record.get("device"), "precision": record["precision"],
         })
     if not ctx.keep_checkpoints:
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -165,6 +168,11 @@ def _own_lora(cell: Cell, selection: dict[str, Any] | None, experts: list[str], 
     if cell.target in experts:
         return "included"
     return "excluded" if cell.target in ctx.library_names else "absent"
+
+
+def cell_precision(cell: Cell) -> str:
+    """The resolved precision the cell's id names (absent: fp32), passed on by name: what runs is what the id says."""
+    return str(cell.protocol.get("precision", "fp32"))
 
 
 def cell_hparams(cell: Cell):
@@ -199,6 +207,8 @@ def _ranking(cell: Cell, lm, target, ctx: RunContext) -> dict[str, Any]:
         options["seed"] = cell.seed
     key = {"model": cell.model, "target": cell.target, "strategy": cell.strategy, "options": options,
            "library": cell.protocol["library"]}
+    if cell_precision(cell) != "fp32":  # (fp32 rankings keep the cache key they had before precisions)
+        key["precision"] = cell_precision(cell)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
     cache = Path(ctx.out) / "selections" / f"{digest}.json"
     if cache.is_file():
@@ -218,7 +228,7 @@ def _rank_pool(cell: Cell, lm, target, ctx: RunContext, options: dict[str, Any])
     library_tasks = {t: ctx.task(t) for t in ctx.library_names if t in ctx.task_specs}
     chosen = select_experts(cell.strategy, lm, ctx.library, target, len(entries), exclude_own=True,
                             data_dir=ctx.data_dir, device=ctx.device, library_tasks=library_tasks, progress=False,
-                            **options)
+                            precision=cell_precision(cell), **options)
     pool = set(ctx.library_names)
     ranked = [{"task": s.task, "score": s.score, "domain": s.domain} for s in chosen if s.task in pool]
     for rank, item in enumerate(ranked, start=1):

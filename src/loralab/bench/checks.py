@@ -52,6 +52,7 @@ def check_bench(bench: Bench, where: str, base_dir: Path, given: Mapping[str, Ta
     bench = dataclasses.replace(bench, config=dataclasses.replace(cfg, selection=selection))
     _check_method_config(cfg.method_config, specs, where)
     _check_device(cfg.device, where)
+    bench = _resolve_precision(bench, where)
     if not bench.library.tasks and bench.library.build and selecting:
         raise ConfigError(f"{where}: methods {', '.join(selecting)} take library experts: list library.tasks")
     bench = _check_tasks(bench, where, given or {})
@@ -217,6 +218,21 @@ def _check_device(device: str | None, where: str) -> None:
     except (RuntimeError, ValueError):
         raise ConfigError(f"{where}: device: not a torch device (got {device!r:.60}; allowed: cpu, cuda, cuda:N "
                           "or mps)") from None
+
+
+def _resolve_precision(bench: Bench, where: str) -> Bench:
+    """The cells' and the library build's precision, resolved once here (the cell ids hold the name)."""
+    from loralab.training.hparams import training_precision
+    from loralab.utils.env import default_device
+
+    device = bench.config.device or default_device()
+    try:
+        cells = training_precision(bench.config.precision, bench.hparams, device)
+        library = training_precision(bench.config.precision, bench.library_hparams, device) \
+            if bench.library.build else None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return dataclasses.replace(bench, precision=cells, library_precision=library)
 
 
 def _check_tasks(bench: Bench, where: str, given: Mapping[str, Task]) -> Bench:

@@ -81,10 +81,13 @@ def compare_methods(
     device: str | None = None,
     seeds: Sequence[int] | None = None,
     multitask: bool = False,
+    precision: str = "auto",
 ) -> list[dict[str, Any]]:
     """Run every cell not yet done; write `results.md` / `results.json`; return the records.
 
-    There is one record per (method, task, seed); `seeds=None` runs once with `hparams.seed`.
+    There is one record per (method, task, seed); `seeds=None` runs once with `hparams.seed`. `precision`
+    ("auto", "fp32", "bf16", "fp16") is the benchmark's: resolved once, every cell runs in it, and each
+    record names it.
     """
     from loralab.data import load_task
     from loralab.library.store import check_name
@@ -103,7 +106,8 @@ def compare_methods(
             "include_own": include_own, "from_scratch": list(from_scratch), "multitask": multitask,
             "library": ({"path": str(Path(library).resolve()), "build": False} if library is not None
                         else {"tasks": []}),
-            "keep_checkpoints": True, "device": device, "data_dir": os.fspath(data_dir) if data_dir else None}
+            "keep_checkpoints": True, "device": device, "data_dir": os.fspath(data_dir) if data_dir else None,
+            "precision": precision}
     bench = bench_from_mapping(grid, where="compare", tasks={t.name: t for t in task_objs}, option_names=FLAG_NAMES)
     result = run_grid(bench, out_dir, output=COMPARE_OUTPUT, report=False)
     with Store(result.db, create=False) as store:
@@ -145,6 +149,7 @@ def comparison_records(bench: Bench, cells: Sequence[Cell], rows: Mapping[str, d
                 "leave_one_out": not cfg.include_own, "train": row["train"], "multitask": cfg.multitask,
                 "train_tasks": trained_on, "adapter": str(ckpt) if ckpt.is_dir() else None,
                 "versions": row["versions"], "git_hash": row["git_hash"],
+                "precision": cell.protocol.get("precision", "fp32"),
             })
     return records
 

@@ -165,7 +165,8 @@ def _context(bench: Bench, out_dir: Path, library: Path, executor: str) -> RunCo
                       library_eval_limit=bench.library.eval_limit,
                       data_dir=str(Path(data_dir).resolve()) if data_dir else None, device=bench.config.device,
                       eval_batch_size=bench.evaluation.batch_size, keep_checkpoints=bench.config.keep_checkpoints,
-                      executor=executor)
+                      executor=executor,
+                      library_precision=bench.library_precision.name if bench.library_precision else "fp32")
 
 
 def _store(store: Store, job: Job, rows: list[dict[str, Any]]) -> None:
@@ -187,13 +188,16 @@ def check_existing_library(bench: Bench, library: Path) -> None:
     if not library.is_dir():
         return
     wanted = {k: v for k, v in bench.library_hparams.to_dict().items() if k not in LoRAHparams.LOGGING_FIELDS}
+    wanted["precision"] = bench.library_precision.name if bench.library_precision else "fp32"
     lib = Library(library)
     for model in bench.config.models:
         for entry in lib.entries(model_slug(model)):
             if entry.task not in bench.library_names or entry.origin != "trained":
                 continue
-            diff = sorted(k for k in wanted if entry.hparams.get(k) != wanted[k])
+            have = {**entry.hparams, "precision": entry.precision_name()}
+            diff = sorted(k for k in wanted if have.get(k) != wanted[k])
             if diff:
-                shown = ", ".join(f"{k}={entry.hparams.get(k)!r} (config: {wanted[k]!r})" for k in diff[:4])
+                shown = ", ".join(f"{k}={have.get(k)!r} (config: {wanted[k]!r})" for k in diff[:4])
+                key = "precision" if diff == ["precision"] else "library.hparams"
                 raise ConfigError(f"library {library} holds {entry.task!r} for {model} trained with other "
-                                  f"hyperparameters: {shown}; set library.hparams to match, or use another path")
+                                  f"hyperparameters: {shown}; set {key} to match, or use another path")

@@ -10,6 +10,7 @@
     seeds: [0, 1]
     train: {max_steps: 10}                                  # LoRAHparams fields for every method
     eval: {split: test, limit: 50}
+    precision: auto                                         # auto | fp32 | bf16 | fp16 (every forward)
 
 Every name is checked (with "did you mean") before anything runs (`loralab.bench.checks`), so a typo
 costs a second, not a half-finished grid.
@@ -21,6 +22,10 @@ trained into it; cells hash its LoRAs' file hashes instead of the hyperparameter
 `multitask: true` trains, per (model, method, seed), one model on all `targets` jointly and evaluates it
 on each target (one database row per target); methods that train nothing or use the target's own LoRA
 are evaluated per target as in single-task mode.
+`precision` is resolved once, when the grid is checked, on `device` (default: this machine's best): "auto"
+is bf16 where that device multiplies bf16 natively, else fp32 (or the `train` hyperparameters' explicit
+`mixed_precision`). Every cell runs (selects, trains, evaluates) in that resolved precision, its id
+includes it, and its row records it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from pydantic import StringConstraints
 from loralab.errors import ConfigError, UnknownNameError
 from loralab.training.hparams import LoRAHparams
 from loralab.utils.config import Describe, check, from_mapping, read_yaml_mapping
+from loralab.utils.precision import Precision
 
 if TYPE_CHECKING:
     from loralab.data import Task
@@ -119,6 +125,7 @@ class BenchConfig:
     keep_checkpoints: bool = False
     device: str | None = None
     data_dir: str | None = None
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -131,7 +138,8 @@ class Bench:
     `task_specs` maps a task name to what `load_task` takes, or to the `Task` itself when a front-end
     passed task objects; `library_digests` (model -> task -> digest of its files' hashes) identifies the
     LoRAs of an existing library (`library.build: false`); `option_names` is how error messages name the
-    options (a front-end's flags instead of the YAML keys).
+    options (a front-end's flags instead of the YAML keys); `precision` / `library_precision` are the resolved
+    precisions of the cells and of the library build (set by `check_bench`; None: not resolved, i.e. fp32).
     """
 
     config: BenchConfig
@@ -147,6 +155,12 @@ class Bench:
     task_specs: Mapping[str, Any] = field(default_factory=dict)
     library_digests: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     option_names: Mapping[str, str] = field(default_factory=lambda: dict(CONFIG_NAMES))
+    precision: Precision | None = None
+    library_precision: Precision | None = None
+
+    @property
+    def precision_name(self) -> str:
+        return self.precision.name if self.precision is not None else "fp32"
 
 
 def shipped_config(name: str) -> Path:

@@ -10,7 +10,8 @@ A job is what runs at once: one cell, or in multi-task mode every target's cell 
 seed), whose model is trained once on all targets and evaluated on each. A cell's id hashes everything
 that can change its numbers, so a changed protocol never reuses a stale result and an unchanged one is
 never recomputed; a multi-task cell's protocol names the tasks its model is trained on (in order: they
-are its task ids), so another target set is another cell.
+are its task ids), so another target set is another cell; a cell that runs in another precision than fp32
+names it (`precision`), so fp32 and bf16 cells never share an id.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def protocol(bench: Bench, model: str, method: str, *, strategy: str | None = No
 
     The keys of the original grid (train, method_config, library, eval, selection) are written as they
     always were, so a database of an earlier run keeps its cell ids; `experts` and `train_tasks` appear
-    only where a fixed pool or multi-task training is used.
+    only where a fixed pool or multi-task training is used, `precision` (the resolved name) only where it is
+    not fp32 (what every run before precisions were recorded used).
     """
     ignored = {"seed", *LoRAHparams.LOGGING_FIELDS}
     if bench.library.build:
@@ -163,6 +165,8 @@ def protocol(bench: Bench, model: str, method: str, *, strategy: str | None = No
         out["experts"] = list(experts)
     if joint:
         out["train_tasks"] = list(bench.target_names)
+    if bench.precision_name != "fp32":
+        out["precision"] = bench.precision_name
     return out
 
 

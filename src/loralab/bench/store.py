@@ -7,7 +7,9 @@ either a complete row or none: re-running skips exactly the finished cells. Only
 
 Columns fall in two groups: what the cell *is* and what it *measured* (a function of its config,
 so equal across re-runs and executors), and how long it took and where it ran (`VOLATILE_COLUMNS`),
-which a comparison of two runs leaves out.
+which a comparison of two runs leaves out. `precision` is the resolved precision record with the
+hardware reason (the name itself is in the config, in the protocol, for every non-fp32 cell); a
+database written before it gains the column (NULL in its old rows) when opened for writing.
 
 Reading (`create=False`, as `loralab report` does) opens the file read-only, so it is never modified,
 and anything that is not a loralab bench database (another SQLite file, an empty or a text file) is
@@ -32,9 +34,10 @@ from loralab.utils.io import dumps_json, loads_json
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-JSON_COLUMNS = ("config", "metrics", "experts", "selection", "train", "versions")
+JSON_COLUMNS = ("config", "metrics", "experts", "selection", "train", "versions", "precision")
 VOLATILE_COLUMNS = ("seconds", "seconds_select", "seconds_train", "seconds_eval", "started_at", "finished_at",
-                    "host", "executor", "device")
+                    "host", "executor", "device", "precision")
+ADDED_COLUMNS = {"precision": "TEXT"}  # columns newer than SCHEMA_VERSION 1: added to older databases in place
 _CELLS = """
 CREATE TABLE IF NOT EXISTS cells (
     cell_id TEXT PRIMARY KEY,
@@ -58,7 +61,8 @@ CREATE TABLE IF NOT EXISTS cells (
     versions TEXT NOT NULL,
     git_hash TEXT,
     seconds REAL, seconds_select REAL, seconds_train REAL, seconds_eval REAL,
-    started_at TEXT, finished_at TEXT, host TEXT, executor TEXT, device TEXT
+    started_at TEXT, finished_at TEXT, host TEXT, executor TEXT, device TEXT,
+    precision TEXT
 )"""
 _FAILURES = """
 CREATE TABLE IF NOT EXISTS failures (
@@ -123,6 +127,10 @@ class Store:
         with conn:
             for ddl in (_CELLS, _FAILURES, _META):
                 conn.execute(ddl)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(cells)")}
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in have:
+                    conn.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         return conn
 

@@ -4,6 +4,8 @@ The library folder must be absent, empty, or a LoRA library loralab wrote (addin
 point of re-running; `is_library_dir`): a folder holding anything else is refused before any work. With
 `report_to: tensorboard` each adapter's training events are kept in `LIB/<model>/<task>/tensorboard/`,
 published with the adapter (the trainer's work folder they are written to is removed after training).
+Every adapter is trained and evaluated in one resolved precision (`loralab.utils.precision`), recorded in
+its entry; a library holds one precision per model, as it holds one hyperparameter set.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 
 from loralab.data import Task, load_task
 from loralab.errors import UserInputError
-from loralab.training.hparams import LoRAHparams
+from loralab.training.hparams import LoRAHparams, training_precision
 from loralab.library.store import ENTRY_FILE, FORMAT, MANIFEST_FILE, AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, find_linear_targets, load_model
 from loralab.utils.io import atomic_dir, check_output_dir, dumps_json, read_json
+from loralab.utils.precision import Precision
 
 logger = logging.getLogger(__name__)
 OUTPUT_KIND = "library"
@@ -88,13 +91,19 @@ def build_library(
     data_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
     progress: bool = True,
+    precision: str | None = "auto",
 ) -> list[AdapterEntry]:
     """Train one LoRA per task (skipping tasks already in the library) and return every entry built or found.
 
     All tasks are loaded and checked before any training starts. Each adapter is trained on the task's
     train split, evaluated with and without the adapter on `eval_split` (first `eval_limit` examples),
-    and moved into the library in one rename.
+    and moved into the library in one rename. `precision` ("auto", "fp32", "bf16", "fp16") is the autocast of
+    training and evaluation; "auto" is bf16 where the hardware has it natively, else fp32 (or the
+    hyperparameters' explicit `mixed_precision`). The resolved one is recorded in every entry, and extending
+    a library built in another precision is refused.
     """
+    from loralab.training.trainer import trainer_device
+
     hp = hparams or LoRAHparams()
     check_library_out(out)
     lib = Library(out)
@@ -106,9 +115,10 @@ def build_library(
         t.split("train")
         if eval_limit != 0:
             t.split(eval_split, eval_limit)
+    prec = training_precision(precision, hp, trainer_device())  # a bad name fails before the model loads
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     slug = model_slug(lm.name)
-    _check_shared_hparams(lib, slug, hp)
+    _check_shared_hparams(lib, slug, hp, prec)
     built = []
     for i, task in enumerate(task_objs, start=1):
         if lib.has(slug, task.name):
@@ -118,31 +128,33 @@ def build_library(
             shutil.rmtree(lib.work_dir(slug, task.name), ignore_errors=True)
             continue
         logger.info("[%d/%d] %s: training", i, len(task_objs), task.name)
-        built.append(_build_one(lm, task, lib, slug, hp, eval_split, eval_limit, evaluate_base, progress))
+        built.append(_build_one(lm, task, lib, slug, hp, prec, eval_split, eval_limit, evaluate_base, progress))
         lib.refresh_manifest()
     lib.refresh_manifest()
     lib.remove_empty_work_dirs()
     return built
 
 
-def _check_shared_hparams(lib: Library, slug: str, hp: LoRAHparams) -> None:
-    """A library trains every adapter of a model with one hyperparameter set: refuse to mix sets."""
+def _check_shared_hparams(lib: Library, slug: str, hp: LoRAHparams, precision: Precision) -> None:
+    """A library trains every adapter of a model with one hyperparameter set and one precision: refuse to mix."""
     from loralab.errors import ConfigError
 
-    wanted = hp.to_dict()
+    wanted = {**hp.to_dict(), "precision": precision.name}
     for entry in lib.entries(slug):
         if entry.origin != "trained":
             continue
-        diff = sorted(k for k in set(wanted) | set(entry.hparams)
-                      if k not in LoRAHparams.LOGGING_FIELDS and wanted.get(k) != entry.hparams.get(k))
+        have = {**entry.hparams, "precision": entry.precision_name()}
+        diff = sorted(k for k in set(wanted) | set(have)
+                      if k not in LoRAHparams.LOGGING_FIELDS and wanted.get(k) != have.get(k))
         if diff:
-            shown = ", ".join(f"{k}={entry.hparams.get(k)!r} (asked {wanted.get(k)!r})" for k in diff[:4])
+            shown = ", ".join(f"{k}={have.get(k)!r} (asked {wanted.get(k)!r})" for k in diff[:4])
+            same = "--precision" if diff == ["precision"] else "--config/--max-steps"
             raise ConfigError(f"library {lib.root} was built for {slug} with other hyperparameters: {shown}; "
-                              "use the same --config/--max-steps, or another --out")
+                              f"use the same {same}, or another --out")
 
 
-def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHparams, eval_split: str,
-               eval_limit: int | None, evaluate_base: bool, progress: bool) -> AdapterEntry:
+def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHparams, precision: Precision,
+               eval_split: str, eval_limit: int | None, evaluate_base: bool, progress: bool) -> AdapterEntry:
     from peft import get_peft_model
     from transformers import set_seed
 
@@ -156,14 +168,18 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
         train_examples = task.split("train")
         features = training_features(task, lm.tokenizer, hp, train_examples)
         work = lib.work_dir(slug, task.name)
-        stats = train_adapter(peft_model, lm.tokenizer, features, hp, work, description=task.name, progress=progress)
+        stats = train_adapter(peft_model, lm.tokenizer, features, hp, work, description=task.name, progress=progress,
+                              precision=precision)
         metrics: dict[str, Any] = {"train_loss": stats.train_loss, "train_steps": stats.steps,
                                    "train_examples": stats.examples, "train_seconds": round(stats.seconds, 2)}
         if eval_limit != 0:
-            metrics["eval"] = _evaluate(peft_model, lm.tokenizer, task, eval_split, eval_limit, evaluate_base, progress)
+            with precision.autocast():
+                metrics["eval"] = _evaluate(peft_model, lm.tokenizer, task, eval_split, eval_limit, evaluate_base,
+                                            progress)
         entry = AdapterEntry(
             task=task.name, model=lm.name, model_slug=slug, domain=task.domain, origin="trained",
             model_source=lm.source, model_revision=lm.revision, hparams=hp.to_dict(), metrics=metrics,
+            precision=precision.to_dict(),
             data_hash=data_hash(train_examples[: hp.max_train_examples]),
             versions=package_versions(), git_hash=git_hash(),
         )

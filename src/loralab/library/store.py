@@ -4,7 +4,7 @@
       manifest.json                    index of every adapter (rebuilt from the entries below)
       <model>/<task>/adapter_config.json, adapter_model.safetensors   plain PEFT format
       <model>/<task>/loralab.json      the entry: task, domain, model and revision, hyperparameters,
-                                       metrics, data hash, time, versions, SHA-256 of every file
+                                       precision, metrics, data hash, time, versions, SHA-256 of every file
       .work/<model>/<task>/            trainer checkpoints of an adapter still being trained
 
 An adapter directory appears in one rename once it is complete, so an interrupted build never leaves a
@@ -75,6 +75,7 @@ class AdapterEntry:
     model_revision: str | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    precision: dict[str, Any] | None = None  # the resolved `Precision.to_dict()` it was trained and evaluated in
     data_hash: str | None = None
     created: str = ""
     seconds: float | None = None
@@ -86,6 +87,14 @@ class AdapterEntry:
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "path"}
         return out
+
+    def precision_name(self) -> str:
+        """The precision it was trained in. Entries written before precisions were recorded ran fp32, unless their
+        hyperparameters asked bf16/fp16 explicitly (`mixed_precision`, the only setting there was)."""
+        if isinstance(self.precision, Mapping) and isinstance(self.precision.get("name"), str):
+            return self.precision["name"]
+        legacy = self.hparams.get("mixed_precision")
+        return legacy if legacy in ("bf16", "fp16") else "fp32"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path) -> AdapterEntry:
@@ -180,6 +189,8 @@ def read_entry(entry_file: Path) -> AdapterEntry:
     for key in ("hparams", "metrics", "versions", "files"):
         if not isinstance(data.get(key, {}), dict):
             raise AdapterError(f"{entry_file}: {key!r} must be a JSON object, got {data[key]!r}")
+    if data.get("precision") is not None and not isinstance(data["precision"], dict):
+        raise AdapterError(f"{entry_file}: 'precision' must be a JSON object or null, got {data['precision']!r}")
     return AdapterEntry.from_dict(data, entry_file.parent)
 
 

@@ -76,6 +76,12 @@ class LoadedModel:
         return self.model.device
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where `model`'s forwards run (its first parameter's device; the CPU for a model without parameters)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 def model_identity(model: torch.nn.Module) -> ModelIdentity | None:
     """The identity `LoadedModel` stamped on `model` (None for a model loaded some other way)."""
     identity = getattr(model, IDENTITY_ATTR, None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from loralab.utils.precision import Precision, resolve_precision
 from loralab.utils.registry import Registry
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class TrainRequest:
         experts: The library tasks whose LoRAs are the experts (None: from scratch).
         loras: Those LoRAs, loaded and hash-checked, in `experts` order.
         progress: Show a progress bar.
+        precision: The resolved precision: run every forward under `precision.autocast()` (parameters stay
+            fp32) and record `precision.to_dict()` in the checkpoint's info as "precision".
     """
 
     method: str
@@ -56,6 +59,7 @@ class TrainRequest:
     experts: list[str] | None
     loras: list[LibraryLoRA] | None
     progress: bool
+    precision: Precision = field(default_factory=lambda: resolve_precision("fp32"))
 
 
 @dataclass(frozen=True)

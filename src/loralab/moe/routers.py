@@ -2,7 +2,9 @@
 
 Every router returns `(weights, logits)`: weights (..., E) in fp32 with zeros outside the top-k,
 logits (..., E) in fp32 before any softmax, so auxiliary losses are pure functions of the logits.
-Softmax is always taken in fp32 (Mixtral, LoRAMoE) and cast back by the caller.
+Softmax is always taken in fp32 (Mixtral, LoRAMoE) and cast back by the caller: the logits are cast to
+fp32 and the softmax is asked for fp32 explicitly, so a bf16/fp16 autocast (`loralab.utils.precision`)
+changes the router's matmul but never its softmax.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class TokenRouter(Router):
         if self.training and self.jitter > 0:
             x = x * torch.empty_like(x).uniform_(1.0 - self.jitter, 1.0 + self.jitter)
         logits = F.linear(x.to(self.gate.weight.dtype), self.gate.weight).float()
-        probs = torch.softmax(logits / self.temperature, dim=-1)
+        probs = torch.softmax(logits / self.temperature, dim=-1, dtype=torch.float32)
         return topk_gates(probs, self.top_k, self.renormalize), logits
 
 
@@ -94,7 +96,7 @@ class TaskEmbeddingRouter(Router):
     def forward(self, x: torch.Tensor, state: RoutingState) -> tuple[torch.Tensor, torch.Tensor]:
         ids = state.batch_task_ids(x.shape[0], x.device)
         logits = self.gate(self.embedding(ids)).float()[:, None, :]
-        return torch.softmax(logits / self.temperature, dim=-1), logits
+        return torch.softmax(logits / self.temperature, dim=-1, dtype=torch.float32), logits
 
 
 class ScalingsRouter(Router):

@@ -20,8 +20,9 @@ from loralab.data import Task, example_record, load_task, write_jsonl
 from loralab.errors import TaskRoutingError
 from loralab.eval.evaluator import Timer, evaluate, result_record
 from loralab.models import LoadedModel, load_model
-from loralab.models.loading import check_device
+from loralab.models.loading import check_device, model_device
 from loralab.utils.io import atomic_write_json, check_output_file, is_eval_result, is_task_export
+from loralab.utils.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +44,24 @@ def run_eval(
     allow_base_mismatch: bool = False,
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    precision: str | None = "auto",
 ) -> dict[str, Any]:
     """Evaluate a model (optionally with a PEFT adapter) on a task split; return (and write) the result record.
 
     The device, task and split are checked before the model loads, and `out` is written atomically only
     when the evaluation finished, so a bad input or an interruption never leaves a partial result. An
     adapter is checked as `attach_adapter` does (hashes, finite weights, base model, shapes);
-    `allow_base_mismatch` lets one recorded for another base model be tried on this one.
+    `allow_base_mismatch` lets one recorded for another base model be tried on this one. `precision`
+    ("auto", "fp32", "bf16", "fp16") is the autocast of every forward ("auto": bf16 where the device has
+    it natively, else fp32); the resolved one is recorded as "precision".
     """
     if out is not None:
         check_output_file(out, what="result file", option="out", recognise=is_eval_result)  # only our own results
-    if not isinstance(model, LoadedModel):
-        check_device(device)  # a device that does not exist here fails before any data or model loads
+    if isinstance(model, LoadedModel):
+        prec = resolve_precision(precision, model_device(model.model))
+    else:
+        # a device that does not exist here, or a precision it cannot run, fails before any data or model loads
+        prec = resolve_precision(precision, check_device(device))
     task_obj = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
     task_obj.split(split, limit)  # fail on an empty split before loading any model
     if num_fewshot < 0:
@@ -69,8 +76,10 @@ def run_eval(
 
         net = attach_adapter(net, adapter, allow_pickle=allow_pickle, allow_base_mismatch=allow_base_mismatch)
     routing = _routing_context(net, task_obj)
+    if prec.device_type != model_device(net).type:  # a model given on another device than it was asked for
+        prec = resolve_precision(prec.name, model_device(net))
     try:
-        with Timer() as timer, routing:
+        with Timer() as timer, routing, prec.autocast():
             output = evaluate(net, lm.tokenizer, task_obj, split=split, limit=limit, num_fewshot=num_fewshot,
                               batch_size=batch_size, log_samples=log_samples, progress=progress)
     except TaskRoutingError:
@@ -83,7 +92,8 @@ def run_eval(
         "model_revision": lm.revision,
         "limit": limit,
         "num_fewshot": num_fewshot,
-        "device": str(next(net.parameters()).device),
+        "device": str(model_device(net)),
+        "precision": prec.to_dict(),
     }
     record = result_record(model_name=lm.name, task=task_obj, split=split, output=output,
                            seconds=timer.seconds, extra=extra)

@@ -5,7 +5,9 @@
 
 Every method trains on the same features (answer-only loss, the library's shared hyperparameters) so
 methods are compared on equal terms; with several tasks the features are concatenated (multi-task)
-and each carries its task id (and LoRAMoE task type) for routing.
+and each carries its task id (and LoRAMoE task type) for routing. Every forward runs in one resolved
+precision (autocast; trainable parameters and optimizer state stay fp32), recorded in the checkpoint's
+info as "precision".
 
 `out` is replaced as a whole, so it must be absent, an empty folder, or a checkpoint loralab wrote
 (any method: re-training replaces it); a folder of anything else is refused before any work. The
@@ -24,7 +26,7 @@ from typing import Any
 
 from loralab.data import Task, load_task
 from loralab.errors import UserInputError
-from loralab.training.hparams import LoRAHparams
+from loralab.training.hparams import LoRAHparams, training_precision
 from loralab.models import LoadedModel, load_model
 from loralab.moe.registry import TrainRequest
 from loralab.utils.io import check_output_dir, json_safe, read_json
@@ -109,16 +111,22 @@ def train_method(
     data_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
     progress: bool = True,
+    precision: str | None = "auto",
 ) -> dict[str, Any]:
-    """Build, train and save a method checkpoint that `loralab eval --adapter OUT` evaluates."""
+    """Build, train and save a method checkpoint that `loralab eval --adapter OUT` evaluates.
+
+    `precision` ("auto", "fp32", "bf16", "fp16"): the autocast of every forward; "auto" is bf16 where the
+    hardware has it natively, else fp32 (or the hyperparameters' explicit `mixed_precision`).
+    """
     from transformers import set_seed
 
-    from loralab.training.trainer import train_adapter
+    from loralab.training.trainer import train_adapter, trainer_device
     from loralab.moe.registry import get_method
 
     spec = get_method(method)  # an unknown method fails before anything loads
     check_checkpoint_out(out)
     hp = hparams or LoRAHparams()
+    prec = training_precision(precision, hp, trainer_device())
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     if not task_objs:
         raise UserInputError("tasks must name at least one task", param="tasks")
@@ -129,8 +137,10 @@ def train_method(
     if spec.train is not None:
         cfg, loras = _config_and_experts(spec, lm, config, library, experts)
         request = TrainRequest(method, lm, task_objs, Path(out), cfg, hp, Path(library) if library else None,
-                               list(experts) if experts else None, loras, progress)
-        return spec.train(request)
+                               list(experts) if experts else None, loras, progress, prec)
+        info = spec.train(request)
+        info.setdefault("precision", prec.to_dict())  # a plug-in's own train may not record it in its checkpoint
+        return info
     moe = build_method(method, lm, [t.name for t in task_objs], config=config, library=library, experts=experts)
     try:
         features = method_features(task_objs, lm.tokenizer, hp, getattr(moe.method_config, "task_types", {}) or {})
@@ -139,10 +149,10 @@ def train_method(
         run = {"method": method, "config": moe.method_config.to_dict(), "model": lm.name,
                "tasks": [t.name for t in task_objs], "experts": list(experts or [])}
         stats = train_adapter(moe, lm.tokenizer, features, hp, work, description=method, progress=progress,
-                              task_batches=task_batches, fingerprint=run)
+                              task_batches=task_batches, fingerprint=run, precision=prec)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
                           "examples": stats.examples, "task_batches": task_batches},
-                "hparams": hp.to_dict(), "model": lm.name}
+                "hparams": hp.to_dict(), "model": lm.name, "precision": prec.to_dict()}
         if stats.history:
             info["train"]["history"] = stats.history
         # json_safe: the checkpoint's JSON stays strict even if a router statistic in the history is NaN

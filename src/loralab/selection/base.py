@@ -36,6 +36,8 @@ class Selection:
             "included" (in the library and a candidate), or "absent" (not in the library).
         domain: The chosen LoRA's domain tag (from its library entry).
         path: The chosen adapter directory (plain PEFT format).
+        precision: The resolved precision the strategy's forwards ran in ("fp32", "bf16", "fp16"); None for a
+            strategy that runs no model (random, manual).
     """
 
     rank: int
@@ -47,6 +49,7 @@ class Selection:
     own_lora: OwnLoRA
     domain: str
     path: str
+    precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

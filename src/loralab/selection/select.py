@@ -3,11 +3,13 @@
 Everything that is not a strategy's own scoring happens here, once: the strategy and its options are
 checked, the target task and the library are read, the target's own LoRA is left out (leave-one-out,
 the default, so a selection is judged on transfer and not on the answer), k is checked against the
-candidates that remain, and only then is the model loaded, and only for strategies that need it.
+candidates that remain, and only then is the model loaded, and only for strategies that need it. Their
+forwards (perplexities, embeddings) run in one resolved precision, recorded in each `Selection`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -18,8 +20,10 @@ from loralab.data import Task, load_task
 from loralab.errors import ConfigError, UserInputError
 from loralab.library.store import AdapterEntry, Library, model_slug
 from loralab.models import LoadedModel, load_model
+from loralab.models.loading import check_device, model_device
 from loralab.selection.base import OwnLoRA, Selection, SelectionContext, Selector, rank_scores
 from loralab.selection.registry import get_selector
+from loralab.utils.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ def select_experts(
     device: str | None = None,
     library_tasks: Mapping[str, Task] | None = None,
     progress: bool = True,
+    precision: str | None = "auto",
     **options: Any,
 ) -> list[Selection]:
     """The k best library LoRAs of `model` for `task` under `strategy`, best first.
@@ -65,6 +70,9 @@ def select_experts(
         device: Where a model given by name is loaded.
         library_tasks: Task objects for library tasks that are not suite tasks (`embedding` reads them).
         progress: Progress bars on stderr.
+        precision: Autocast of the strategy's forwards ("auto", "fp32", "bf16", "fp16"; "auto": bf16 where
+            the device has it natively, else fp32); the resolved name is each `Selection.precision` (None
+            for strategies that run no model).
         **options: The strategy's options (fields of its config dataclass): `seed` (random),
             `relevance` (manual: a YAML path or mapping), `n_examples`, `split`, `batch_size`,
             `max_length` (ppl, embedding), `layer` (embedding). None leaves an option at its default.
@@ -94,15 +102,21 @@ def select_experts(
     context = SelectionContext(target=target, candidates=candidates, library=lib, model_slug=slug, entries=entries,
                                data_dir=data_dir, library_tasks=dict(library_tasks or {}), progress=progress)
     selector.prepare(context)
+    prec = None
     if selector.needs_model:
+        # resolved before the model loads, so a precision the device cannot run fails at once
+        prec = resolve_precision(precision, model_device(model.model) if isinstance(model, LoadedModel)
+                                 else check_device(device))
         context.lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
-    scores = selector.scores(context)
+    with prec.autocast() if prec is not None else contextlib.nullcontext():
+        scores = selector.scores(context)
     if set(scores) != {e.task for e in candidates}:
         raise RuntimeError(f"strategy {selector.name!r} scored {sorted(scores)}, not the candidates "
                            f"{sorted(e.task for e in candidates)}")  # a bug in the strategy, not bad input
     by_task = {e.task: e for e in candidates}
     chosen = [Selection(rank=i, task=name, score=score, score_name=selector.score_name, strategy=selector.name,
-                        target=target.name, own_lora=own, domain=by_task[name].domain, path=str(by_task[name].path))
+                        target=target.name, own_lora=own, domain=by_task[name].domain, path=str(by_task[name].path),
+                        precision=prec.name if prec is not None else None)
               for i, (name, score) in enumerate(rank_scores(scores, selector.higher_is_better)[:k], start=1)]
     logger.info("%s selection for %s (own LoRA %s): %s", selector.name, target.name, own,
                 ", ".join(f"{s.task} ({s.score:.4g})" for s in chosen))

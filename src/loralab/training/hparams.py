@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 
+from loralab.errors import ConfigError
 from loralab.utils.config import Describe, check, check_fields, from_mapping, read_yaml_mapping
+from loralab.utils.precision import Precision, resolve_precision
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -46,7 +48,10 @@ class LoRAHparams:
         max_length: Longest tokenised example; longer prompts lose tokens from the left.
         max_train_examples: Cap on train examples per task (None: the whole split).
         seed: Seed for LoRA init, data order and dropout.
-        mixed_precision: "auto" (bf16 on CUDA if supported, else fp32), "no", "fp16" or "bf16".
+        mixed_precision: Training precision of configs written before the run-wide `precision` setting:
+            "auto" (follow `precision`), "no" (fp32), "fp16" or "bf16"; when `precision` is "auto" an explicit
+            value here decides, and one that contradicts an explicit `precision` is refused
+            (`training_precision`).
         checkpoint_steps: Save a resumable trainer checkpoint every N steps (None: never).
         report_to: "none" or "tensorboard" (loss, learning rate and router statistics per logging step).
     """
@@ -84,6 +89,25 @@ class LoRAHparams:
 
     def replace(self, **changes: Any) -> LoRAHparams:
         return dataclasses.replace(self, **changes)
+
+
+def training_precision(requested: str | None, hp: LoRAHparams | None, device: Any = None) -> Precision:
+    """The precision a run with `hp` runs under: `requested` ("auto", "fp32", "bf16", "fp16"; None: "auto"),
+    or `hp.mixed_precision` when that names one and `requested` is "auto" (so older configs train as before).
+
+    Raises:
+        ConfigError: an explicit `requested` that differs from an explicit `mixed_precision`.
+    """
+    legacy = hp.mixed_precision if hp is not None else "auto"
+    if legacy == "auto":
+        return resolve_precision(requested, device)
+    wanted = "fp32" if legacy == "no" else legacy
+    if requested not in (None, "auto") and requested != wanted:
+        resolve_precision(requested, device)  # an unknown name is reported as such first
+        raise ConfigError(f"precision: {requested!r} contradicts mixed_precision {legacy!r} of the hyperparameters; "
+                          f"precision sets training too: drop mixed_precision or set precision {wanted!r}")
+    chosen = resolve_precision(wanted, device)
+    return dataclasses.replace(chosen, reason=f"mixed_precision {legacy!r}: {chosen.reason}")
 
 
 def load_hparams(path: str | os.PathLike[str] | None = None, **overrides: Any) -> LoRAHparams:

@@ -5,7 +5,9 @@ plus EOS for generation), split into tokens exactly as the evaluation scores it 
 `_encode_pair`). Labels are -100 on the prompt, so only answer tokens carry loss; and because the
 LM head is the most expensive matmul of a small model (vocab x hidden per position), the trainer asks
 the model for logits only at the positions whose next token is an answer token (`logits_to_keep`).
-Everything else (gradient accumulation, mixed precision, multi-GPU, checkpoints) is HF Trainer's.
+Mixed precision is autocast around the forward (`loralab.utils.precision`): parameters, gradients and
+optimizer state stay fp32, and fp32 runs no autocast at all. Everything else (gradient accumulation,
+fp16 loss scaling, multi-GPU, checkpoints) is HF Trainer's.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from loralab.eval.loglik import encode_pair, prefix_token_id
 from loralab.training.checkpoints import (CHECKPOINT_PREFIX, CHECKPOINT_STATE, RUN_FILE, checkpoint_dirs,
                                          latest_checkpoint, non_finite_parameters, resumable_checkpoint,
                                          run_fingerprint)
-from loralab.training.hparams import LoRAHparams
+from loralab.training.hparams import LoRAHparams, training_precision
 from loralab.utils.io import atomic_write_json, fsync_tree, read_json
+from loralab.utils.precision import Precision, resolve_precision
 
 logger = logging.getLogger(__name__)
 IGNORE = -100
@@ -126,8 +129,9 @@ class AnswerOnlyTrainer(Trainer):
     last, with the step losses so far); older checkpoints are removed only after that.
     """
 
-    def __init__(self, *args: Any, batch_sampler=None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, batch_sampler=None, precision: Precision | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.precision = precision if precision is not None else resolve_precision("fp32", self.args.device)
         self.loss_is_scaled_for_ga = True
         self._router_sums: dict[str, float] = {}
         self._router_count = 0
@@ -152,7 +156,8 @@ class AnswerOnlyTrainer(Trainer):
         where = (f"the last good checkpoint is kept at {kept}" if kept is not None
                  else "no checkpoint was saved before it (checkpoint_steps keeps one)")
         return (f"training diverged at step {step}: {what} (learning_rate {self.args.learning_rate:g}); the diverged "
-                f"weights were not saved and {where}; lower learning_rate, or use mixed_precision 'no'")
+                f"weights were not saved and {where}; lower learning_rate"
+                + ("" if self.precision.name == "fp32" else ", or use precision 'fp32'"))
 
     def _save_checkpoint(self, model, trial) -> None:  # noqa: D102
         if self.state.global_step >= self.state.max_steps:
@@ -212,13 +217,13 @@ class AnswerOnlyTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         num_items = num_items_in_batch
-        if num_items is None:  # the Trainer did not count: normalise per micro-batch, then for accumulation
-            loss, _, aux = answer_only_loss(model, inputs, None)
-            loss = loss / self.current_gradient_accumulation_steps
-        else:
+        # autocast covers the forward only (backward follows the forward's dtypes); the loss is taken in fp32
+        with self.precision.autocast():
             loss, _, aux = answer_only_loss(model, inputs, num_items)
-            if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
-                loss = loss * self.accelerator.num_processes
+        if num_items is None:  # the Trainer did not count: normalise per micro-batch, then for accumulation
+            loss = loss / self.current_gradient_accumulation_steps
+        elif self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            loss = loss * self.accelerator.num_processes
         if aux is not None:  # auxiliary losses are per micro-batch means: scale them for accumulation
             loss = loss + aux / self.current_gradient_accumulation_steps
         self._collect_router_stats(model, aux)
@@ -278,9 +283,18 @@ class RichProgressCallback(TrainerCallback):
             self._progress = None
 
 
-def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_examples: int) -> TrainingArguments:
+def trainer_device() -> str:
+    """Where HF Trainer runs the model: CUDA when there is one, else the CPU (`use_cpu`), whatever it was given on."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_examples: int,
+                       precision: Precision | None = None) -> TrainingArguments:
+    """HF TrainingArguments for `hp`. bf16 is never asked of HF: `AnswerOnlyTrainer` autocasts the forward itself
+    (so a CPU run autocasts too, and fp32 stays free of any autocast); fp16 is, for its loss scaler."""
     cuda = torch.cuda.is_available()
-    bf16 = hp.mixed_precision == "bf16" or (hp.mixed_precision == "auto" and cuda and torch.cuda.is_bf16_supported())
+    if precision is None:
+        precision = training_precision(None, hp, trainer_device())
     steps = hp.max_steps or math.ceil(hp.epochs * math.ceil(n_examples / (hp.batch_size * hp.grad_accum)))
     return TrainingArguments(
         output_dir=str(work_dir),
@@ -298,8 +312,8 @@ def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_exam
         report_to=hp.report_to,
         seed=hp.seed,
         data_seed=hp.seed,
-        bf16=bf16,
-        fp16=hp.mixed_precision == "fp16",
+        bf16=False,
+        fp16=precision.name == "fp16",
         use_cpu=not cuda,
         disable_tqdm=True,
         remove_unused_columns=False,
@@ -332,23 +346,34 @@ def check_context(model: torch.nn.Module, features: Sequence[dict], hp: LoRAHpar
 
 def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: LoRAHparams,
                   work_dir: str | os.PathLike[str], *, description: str = "training", progress: bool = True,
-                  task_batches: bool = False, fingerprint: Mapping[str, Any] | None = None) -> TrainStats:
+                  task_batches: bool = False, fingerprint: Mapping[str, Any] | None = None,
+                  precision: Precision | None = None) -> TrainStats:
     """Train the (PEFT-wrapped) `model` in place; resumes from a checkpoint in `work_dir` if there is one.
 
     `task_batches`: one-task batches drawn by task size (`TaskBatchSampler`; features carry `task_ids`).
     A checkpoint is resumed only if it was trained with the same hyperparameters, features and trainable
     tensors (plus `fingerprint`, anything else the caller wants to match, e.g. the method config); the
     result then equals an uninterrupted run's (same seed, deterministic kernels).
+    `precision`: the autocast of the forward (None: `hp.mixed_precision`, else fp32 where bf16 is not native);
+    a checkpoint of another precision is not resumed.
 
     Raises:
         TrainingDivergedError: a NaN/inf loss or weight; nothing is saved from that step on, and the last
             complete checkpoint (if any) stays in `work_dir`.
     """
     check_context(model, features, hp)
-    run = run_fingerprint(model, features, hp, {"task_batches": task_batches, **(fingerprint or {})})
+    device = trainer_device()
+    if precision is None:
+        precision = training_precision(None, hp, device)
+    elif precision.device_type != device:  # autocast is per device type: the Trainer's, not the caller's
+        precision = resolve_precision(precision.name, device)
+    extra = {"task_batches": task_batches, **(fingerprint or {})}
+    if precision.name != "fp32":  # fp32 runs keep the fingerprint they had before precisions were recorded
+        extra["precision"] = precision.name
+    run = run_fingerprint(model, features, hp, extra)
     resume_dir = resumable_checkpoint(work_dir, run, description)
     atomic_write_json(Path(work_dir) / RUN_FILE, run)
-    args = training_arguments(hp, work_dir, len(features))
+    args = training_arguments(hp, work_dir, len(features), precision)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     sampler = None
     if task_batches:
@@ -357,7 +382,7 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
         sampler = TaskBatchSampler([f["task_ids"] for f in features], hp.batch_size, seed=hp.seed)
     bar = RichProgressCallback(description, progress)
     trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=features, data_collator=PadCollator(pad),
-                                callbacks=[bar], batch_sampler=sampler)
+                                callbacks=[bar], batch_sampler=sampler, precision=precision)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; the rich bar shows the loss
     resume = None
     if resume_dir is not None:

@@ -139,7 +139,7 @@ def build_base(model, cfg: BaseModelConfig, experts, tasks) -> MoEModel:
 def train_base(request) -> dict[str, Any]:
     moe = build_base(request.lm.model, request.config, None, [t.name for t in request.tasks])
     info = {"train": no_training(), "hparams": request.hparams.to_dict(), "model": request.lm.name,
-            "note": "the base model without adapter: nothing trained"}
+            "precision": request.precision.to_dict(), "note": "the base model without adapter: nothing trained"}
     try:
         moe.save_pretrained(request.out, extra=json_safe(info))
     finally:
@@ -172,9 +172,11 @@ def train_peft_lora(request, description: str) -> dict[str, Any]:
     try:
         features = [f for task in request.tasks for f in training_features(task, lm.tokenizer, hp)]
         stats = train_adapter(peft_model, lm.tokenizer, features, hp, work, description=description,
-                              progress=request.progress, fingerprint={"method": request.method, "model": lm.name})
+                              progress=request.progress, fingerprint={"method": request.method, "model": lm.name},
+                              precision=request.precision)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
-                          "examples": stats.examples}, "hparams": hp.to_dict(), "model": lm.name, "source": "trained"}
+                          "examples": stats.examples}, "hparams": hp.to_dict(), "model": lm.name, "source": "trained",
+                "precision": request.precision.to_dict()}
         save_peft_adapter(peft_model, request.out, provenance(request, info))
     finally:
         lm.model = peft_model.unload()
@@ -203,9 +205,14 @@ def train_lora(request) -> dict[str, Any]:
     start = time.perf_counter()
     entry = lib.get(slug, task, verify=True)
     metrics = entry.metrics
+    if entry.precision_name() != request.precision.name:
+        logger.warning("lora: the library's %s LoRA was trained in %s, this run is in %s; it is copied as it is",
+                       task, entry.precision_name(), request.precision.name)
+    # the copy is what the library trained: its precision is the entry's (older entries: fp32, see precision_name)
+    trained_in = entry.precision or {"name": entry.precision_name(), "reason": "library entry without a precision"}
     info = {"train": {"steps": metrics.get("train_steps", 0), "loss": float(metrics.get("train_loss", math.nan)),
                       "seconds": round(time.perf_counter() - start, 2), "examples": metrics.get("train_examples", 0)},
-            "hparams": entry.hparams, "model": request.lm.name, "source": "library",
+            "hparams": entry.hparams, "model": request.lm.name, "source": "library", "precision": trained_in,
             "library_entry": {**entry.to_dict(), "path": str(entry.path)}}
     with atomic_dir(request.out) as tmp:
         for name in entry.files:  # every file the library hashed: byte-identical copies
@@ -328,6 +335,7 @@ def train_merge(request) -> dict[str, Any]:
     try:
         used = "linear" if len(request.loras) == 1 else cfg.combination_type  # PEFT's rule for one adapter
         info = {"train": no_training(time.perf_counter() - start), "model": lm.name,
+                "precision": request.precision.to_dict(),  # no forward runs: the run's setting, for the record
                 "merge": {"combination_type": used, "weights": weights, **cfg.peft_kwargs(),
                           "seed": request.hparams.seed, "experts": [lora.task for lora in request.loras]}}
         save_peft_adapter(peft_model, request.out, provenance(request, info), adapter_name=MERGED)

@@ -53,6 +53,7 @@ from loralab.errors import AdapterError, ConfigError, LoralabError, UnknownNameE
 from loralab.moe.config import MethodConfig, check_positive
 from loralab.moe.methods.baselines import check_distinct_experts, peft_format_build, provenance, save_peft_adapter
 from loralab.moe.registry import MethodSpec, register_method
+from loralab.utils.precision import Precision, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -149,12 +150,13 @@ class LoRAHubObjective:
     """
 
     def __init__(self, model, loras: Sequence[Any], features: list[dict], *, l1: float, batch_size: int,
-                 pad_token_id: int) -> None:
+                 pad_token_id: int, precision: Precision | None = None) -> None:
         from peft import LoraConfig, get_peft_model
         from peft.tuners.lora import LoraLayer
 
         self.loras, self.features, self.l1, self.batch_size = list(loras), features, l1, batch_size
         self.pad_token_id = pad_token_id
+        self.precision = precision if precision is not None else resolve_precision("fp32")
         modules = sorted(set().union(*(lora.weights for lora in self.loras)))
         config = LoraConfig.from_pretrained(str(self.loras[0].path))
         if set(modules) != set(self.loras[0].weights):  # some expert targets a module the first one does not
@@ -186,7 +188,8 @@ class LoRAHubObjective:
         total, count = 0.0, 0
         for i in range(0, len(self.features), self.batch_size):
             batch = {k: v.to(device) for k, v in collate(self.features[i:i + self.batch_size]).items()}
-            loss, n_tokens, _ = answer_only_loss(self.peft_model, batch, None)
+            with self.precision.autocast():
+                loss, n_tokens, _ = answer_only_loss(self.peft_model, batch, None)
             total += float(loss) * int(n_tokens)
             count += int(n_tokens)
         return total / max(count, 1)
@@ -262,7 +265,8 @@ def train_lorahub(request) -> dict[str, Any]:
     check_distinct_experts(request)
     features, ids = fewshot_features(request.tasks, lm.tokenizer, hp, cfg.num_examples, hp.seed)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    objective = LoRAHubObjective(lm.model, loras, features, l1=cfg.l1, batch_size=hp.batch_size, pad_token_id=pad)
+    objective = LoRAHubObjective(lm.model, loras, features, l1=cfg.l1, batch_size=hp.batch_size, pad_token_id=pad,
+                                 precision=request.precision)
     try:
         result = search_weights(objective, len(loras), cfg, hp.seed)
         objective.set_weights(result.weights)
@@ -272,7 +276,7 @@ def train_lorahub(request) -> dict[str, Any]:
         seconds = round(time.perf_counter() - start, 2)
         info = {"train": {"steps": evaluations, "loss": result.objective, "seconds": seconds,
                           "examples": len(features)},
-                "hparams": hp.to_dict(), "model": lm.name,
+                "hparams": hp.to_dict(), "model": lm.name, "precision": request.precision.to_dict(),
                 "lorahub": {"weights": dict(zip([lora.task for lora in loras], result.weights)),
                             "objective": result.objective, "chosen": result.chosen,
                             "recommendation": result.recommendation, "fewshot_ids": ids, "seed": hp.seed,
