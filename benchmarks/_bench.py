@@ -195,3 +195,73 @@ def machine_info(device: str) -> dict[str, Any]:
     else:
         info["device_name"] = platform.processor() or platform.machine()
     return info
+
+
+# ------------------------------------------------------------------------------------------------ precision
+
+# CPU features that decide matmul speed per dtype: fp32 (avx2/fma, avx512f) and bf16 (avx512_bf16, amx_*).
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+             "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> dict[str, bool]:
+    """Which of `CPU_FLAGS` /proc/cpuinfo lists (all False where there is no /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            line = next((ln for ln in fh if ln.startswith("flags")), "")
+    except OSError:
+        line = ""
+    present = set(line.split(":", 1)[-1].split())
+    return {flag: flag in present for flag in CPU_FLAGS}
+
+
+def machine_record(device: str, threads: int | None = None) -> dict[str, Any]:
+    """What a results table must say about the machine: CPU model and flags, torch, threads, bf16 support.
+
+    `benchmarks/run` stores it with each script's run (results/runs.json), so `--from-json` states the machine
+    the numbers came from, not the one rebuilding the table."""
+    import platform
+
+    from loralab.utils.precision import cpu_description, native_bf16
+
+    cpu = cpu_description()
+    device_type = str(device).split(":", 1)[0]
+    native, why = native_bf16(device_type, device)
+    record: dict[str, Any] = {"cpu": cpu["cpu"], "arch": platform.machine(), "cpu_count": os.cpu_count(),
+                              "cpu_flags": cpu_flags(), "torch_cpu_capability": cpu["capability"],
+                              "torch": torch.__version__, "device": str(device), "bf16_native": native,
+                              "bf16_reason": why, "threads": threads}
+    if device_type == "cuda" and torch.cuda.is_available():
+        record["device_name"] = torch.cuda.get_device_name()
+    return record
+
+
+def flags_text(flags: dict[str, bool]) -> str:
+    """'avx2 yes, ..., amx_bf16 no' (the machine header and the n/a reasons)."""
+    return ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in flags.items())
+
+
+def bf16_status(device: str, allow_emulated: bool) -> tuple[str | None, str]:
+    """("native" | "emulated" | None, reason). None: bf16 is not native here and emulation was not asked for,
+    so the caller must not run it (emulated bf16 matmuls are ~100x slower than fp32: minutes per row)."""
+    from loralab.utils.precision import cpu_description, native_bf16
+
+    device_type = str(device).split(":", 1)[0]
+    native, why = native_bf16(device_type, device)
+    if native:
+        return "native", why
+    if device_type == "cpu":
+        why = f"{why}; CPU {cpu_description()['cpu']}, flags: {flags_text(cpu_flags())}"
+    return ("emulated" if allow_emulated else None), why
+
+
+def write_not_applicable(path: str | None, reason: str, device: str, what: str) -> int:
+    """Record (and print) that a bf16 measurement does not apply on this device; exit status 0 (not a failure)."""
+    from loralab.utils.precision import resolve_precision
+
+    print(f"n/a here ({what}): {reason}", flush=True)
+    if path:
+        write_json(path, {"status": "n/a", "reason": reason, "what": what, "device": str(device),
+                          "auto_precision": resolve_precision("auto", device).to_dict(),
+                          "machine": machine_record(device, torch.get_num_threads())})
+    return 0

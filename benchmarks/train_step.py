@@ -230,8 +230,12 @@ def load_everything(args: argparse.Namespace):
     return first, hp, batches
 
 
-def make_trainer(variant: str, lm, hp: LoRAHparams, args: argparse.Namespace, work_dir: str, cuda: bool):
-    """A fresh PEFT model (same LoraConfig, same seeded init) and its trainer, with identical TrainingArguments."""
+def make_trainer(variant: str, lm, hp: LoRAHparams, args: argparse.Namespace, work_dir: str, cuda: bool,
+                 precision=None):
+    """A fresh PEFT model (same LoraConfig, same seeded init) and its trainer, with identical TrainingArguments.
+
+    `precision` (a `loralab.utils.precision.Precision`, variants b and c only): the autocast AnswerOnlyTrainer runs
+    the forward under (None: its default, fp32); `precision_step.py` and `physical_limit.py` pass bf16."""
     from peft import get_peft_model
 
     set_seed(hp.seed)
@@ -244,8 +248,11 @@ def make_trainer(variant: str, lm, hp: LoRAHparams, args: argparse.Namespace, wo
     targs = dataclasses.replace(targs, **changes)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     timer = StepTimer(cuda)
+    extra = {} if precision is None else {"precision": precision}
+    if extra and variant == "a":
+        raise ValueError("variant a (plain transformers.Trainer) takes no loralab precision")
     trainer = TRAINERS[variant](model=model, args=copy.deepcopy(targs), train_dataset=[],
-                                data_collator=PadCollator(pad), callbacks=[timer])
+                                data_collator=PadCollator(pad), callbacks=[timer], **extra)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.accelerator.free_memory = types.MethodType(_forget_prepared, trainer.accelerator)
