@@ -52,8 +52,15 @@ def test_run_writes_one_row_per_cell_and_a_report(reference):
     per_strategy = md.split("### Selection strategy x method")[1].split("###")[0]
     for strategy in ("random", "ppl", "manual", "embedding"):
         assert re.search(rf"^\| {strategy} \| .*\d\.\d{{3}}", per_strategy, re.MULTILINE), strategy
-    assert "Best method on average" in md and "Selection by task relevance (manual)" in md
-    assert "Selection by embedding similarity" in md and "PPL vs random selection" in md
+    claims = md.split("### Claims")[1].split("## Results")[0]  # the default family, tested on the outcomes
+    for claim in ("more-vs-base", "loramoe-vs-base", "manual-vs-ppl", "manual-vs-random", "embedding-vs-ppl",
+                  "embedding-vs-random", "ppl-vs-random"):
+        assert re.search(rf"^\| {claim} \| (headline|secondary) \| .* \| (supported|contradicted|inconclusive) \|",
+                         claims, re.MULTILINE), claim
+    assert "6 headline claim(s) tested together; 1 secondary" in claims and "not testable" not in claims
+    with Store(result.db, create=False) as store:
+        outcomes = store.outcomes()
+    assert all(len(outcomes[r["cell_id"]]) == r["n"] == 8 for r in rows)
     ppl = [r["selection"]["chosen"] for r in rows if r["strategy"] == "ppl"]
     assert all(c[0]["score"] <= c[1]["score"] for c in ppl)  # lowest perplexity first
     assert not any((result.db.parent / "checkpoints").iterdir())  # keep_checkpoints: false

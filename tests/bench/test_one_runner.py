@@ -76,7 +76,7 @@ def test_single_task_two_seeds_compare_equals_bench(toy_tasks, library, tmp_path
     md = (tmp_path / "compare" / "report" / "report.md").read_text()
     assert "8 of 8 cells done" in md
     assert "Experts: the fixed pool parity, greater, colour, oddsum" in md and "### Method x task" in md
-    assert "`base` the base model" in md and "Against the base model" in md
+    assert "`base` the base model" in md and "| lora-vs-base | headline |" in md and "| loramoe-vs-base |" in md
 
 
 def test_multitask_compare_equals_bench(toy_tasks, library, tmp_path):

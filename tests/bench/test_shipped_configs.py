@@ -38,3 +38,7 @@ def test_loralib_grid_is_the_whole_suite(data_dir):
     assert bench.config.k == (2, 4, 8) and bench.config.seeds == (0, 1, 2)
     assert len(cells) == 40 * 3 * 4 * 3 * 3 + 40 + 40
     assert bench.hparams == bench.library_hparams  # methods train with the library's hyperparameters
+    # LoRALib's findings, pre-registered: its two headline claims against each alternative, loralab's own secondary
+    assert [(c["id"], c.get("family", "headline")) for c in bench.config.claims] == [
+        ("loramoe-vs-rocket", "headline"), ("loramoe-vs-xlora", "headline"), ("manual-vs-ppl", "headline"),
+        ("manual-vs-random", "headline"), ("embedding-vs-ppl", "secondary"), ("embedding-vs-random", "secondary")]

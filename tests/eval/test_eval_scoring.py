@@ -65,6 +65,14 @@ def test_evaluate_mc_matches_brute_force_accuracy(tiny):
     assert out.metrics["acc"] == pytest.approx(sum(expected_acc) / 9)
     assert out.metrics["acc_norm"] == pytest.approx(sum(expected_norm) / 9)
     assert out.metrics["acc_ppl"] == pytest.approx(sum(expected_ppl) / 9)
+    # per-example outcomes, in split order: the primary metric as `correct`, and the log-likelihood margin
+    assert [o["id"] for o in out.outcomes] == sorted(ex.id for ex in examples)
+    assert [o["correct"] for o in out.outcomes] == expected_acc
+    assert [o["metrics"]["acc_ppl"] for o in out.outcomes] == expected_ppl
+    for o, sample in zip(out.outcomes, out.samples, strict=True):
+        right = sample["logliks"][sample["answers"][0]]
+        assert o["score"] == pytest.approx(right - max(v for j, v in enumerate(sample["logliks"])
+                                                       if j not in sample["answers"]))
 
 
 def test_batched_generation_equals_one_by_one(tiny):
@@ -88,3 +96,4 @@ def test_generation_task_exact_match_uses_extraction(tiny):
     out = evaluate(model, tok, task, split="test", progress=False, batch_size=2)
     expected = 0.5 if outputs[0].strip() else 0.0
     assert out.metrics["exact_match"] == expected
+    assert [(o["id"], o["correct"], o["score"]) for o in out.outcomes] == [("a", expected * 2, None), ("b", 0.0, None)]

@@ -8,8 +8,9 @@ state leaks from the cell before, whatever a method does to the model it is give
 seeded by the cell's seed, the hyperparameters are rebuilt from the hashed protocol (what ran is what
 the id says), and expert selection is deterministic (random selection is seeded by the cell's seed).
 
-The job writes no result itself: it returns the rows and the driver stores them (one writer, one
-transaction per job, so a multi-task model's rows are there all together or not at all). It does
+The job writes no result itself: it returns the rows (each with its per-example outcomes) and the driver
+stores them (one writer, one transaction per job, so a multi-task model's rows and their outcomes are
+there all together or not at all). It does
 write its checkpoint (atomically, by `train_method`) and a cache of the selection ranking, which only
 saves work: recomputing either gives the same bytes of result.
 """
@@ -140,7 +141,8 @@ def run_job(job: Job, ctx: RunContext) -> list[dict[str, Any]]:
         ev = cell.protocol["eval"]
         target = loaded.get(cell.target) or ctx.task(cell.target)
         record = run_eval(lm, target, adapter=ckpt, split=ev["split"], limit=ev["limit"],
-                          batch_size=ctx.eval_batch_size, device=ctx.device, progress=False, precision=precision)
+                          batch_size=ctx.eval_batch_size, device=ctx.device, progress=False, precision=precision,
+                          log_outcomes=True)
         seconds_eval = time.perf_counter() - t_eval
         # the shared selection and training time is split over the job's rows, so sums over rows stay true
         select, training = (t1 - t0) / len(job), (t2 - t1) / len(job)
@@ -152,6 +154,7 @@ def run_job(job: Job, ctx: RunContext) -> list[dict[str, Any]]:
             "seconds": round(select + training + seconds_eval, 3), "seconds_select": round(select, 3),
             "seconds_train": round(training, 3), "seconds_eval": round(seconds_eval, 3), "started_at": started,
             "finished_at": now(), "device": record.get("device"), "precision": record["precision"],
+            "outcomes": record["outcomes"],  # per example: the store writes them with the row, in one transaction
         })
     if not ctx.keep_checkpoints:
         shutil.rmtree(ckpt, ignore_errors=True)

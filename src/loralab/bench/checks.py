@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loralab.bench.claimspec import check_claims
 from loralab.bench.grid import Bench
 from loralab.bench.plan import pool_experts
 from loralab.errors import ConfigError, UnknownNameError
@@ -61,6 +62,7 @@ def check_bench(bench: Bench, where: str, base_dir: Path, given: Mapping[str, Ta
         bench = _existing_library(bench, where)
     _check_library_names(bench, where, selecting, specs)
     _check_relevance(bench, relevance_at)
+    check_claims(bench, where)
     return bench
 
 

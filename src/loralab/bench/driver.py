@@ -170,7 +170,7 @@ def _context(bench: Bench, out_dir: Path, library: Path, executor: str) -> RunCo
 
 
 def _store(store: Store, job: Job, rows: list[dict[str, Any]]) -> None:
-    store.put_many(rows)
+    store.put_many(rows)  # the job's rows and their per-example outcomes, in one transaction
     for cell, row in zip(job, rows, strict=True):
         logger.info("cell %s done: %s = %.4f (%s)", cell.cell_id, row["primary_metric"], row["score"], cell.label)
 

@@ -11,6 +11,14 @@
     train: {max_steps: 10}                                  # LoRAHparams fields for every method
     eval: {split: test, limit: 50}
     precision: auto                                         # auto | fp32 | bf16 | fp16 (every forward)
+    claims:                                                 # pre-registered claims (default: a small family)
+      - {id: loramoe-vs-base, text: "LoRAMoE improves on the base model", source: "LoRALib (arXiv 2509.18137)",
+         a: {method: loramoe}, b: {method: base}, direction: 1}
+
+`claims` are the comparisons the report tests (`loralab.bench.claims`): each names two sides by cell
+fields (`a`, `b`: model, method, strategy, k; a value or a list), the claimed sign of a - b, optionally
+the targets it covers and its family (`headline`, tested together with Holm's correction, or
+`secondary`). They do not change any cell (ids hash the protocol, not the claims).
 
 Every name is checked (with "did you mean") before anything runs (`loralab.bench.checks`), so a typo
 costs a second, not a half-finished grid.
@@ -41,6 +49,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from annotated_types import Ge, Gt, Le, MinLen
 from pydantic import StringConstraints
 
+from loralab.bench.claimspec import ClaimSpec
 from loralab.errors import ConfigError, UnknownNameError
 from loralab.training.hparams import LoRAHparams
 from loralab.utils.config import Describe, check, from_mapping, read_yaml_mapping
@@ -126,6 +135,7 @@ class BenchConfig:
     device: str | None = None
     data_dir: str | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    claims: tuple[dict, ...] | None = field(default=None, metadata={"schema": tuple[ClaimSpec, ...] | None})
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -1,7 +1,9 @@
 """Report figures (PNG, matplotlib's Agg backend so they render on a server with no display).
 
 Three views of the same numbers as the tables: the methods' overall averages, methods x selection
-strategy (grouped bars), and a method-variant x task heatmap. Error bars are the std over seeds.
+strategy (grouped bars), and a method-variant x task heatmap. Error bars are the std over seeds, drawn
+only where there are several seeds (the axis label says so when there is one). The claims' forest plot
+(`write_forest`) shows each claim's effect with its 95% interval against the zero line.
 """
 
 from __future__ import annotations
@@ -9,11 +11,17 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loralab.bench.tables import Rec, mean_std, overall, per_seed, variant
 
+if TYPE_CHECKING:
+    from loralab.bench.claims import ClaimResult
+
 logger = logging.getLogger(__name__)
+VERDICT_COLOURS = {"supported": "#2a7d2a", "contradicted": "#b22222", "inconclusive": "#555555"}
 
 
 def _pyplot():
@@ -50,9 +58,12 @@ def _methods(recs: list[Rec], path: Path) -> Path:
     avg = overall(recs)
     order = sorted(avg, key=lambda m: statistics.fmean(avg[m].values()))
     stats = [mean_std(list(avg[m].values())) for m in order]
+    several = any(s is not None for _, s in stats)
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(order) + 1.2))
-    ax.barh(order, [m for m, _ in stats], xerr=[s or 0.0 for _, s in stats], color="#4C72B0", capsize=3)
-    ax.set_xlabel("mean primary metric (over tasks, strategies, k); error bar: std over seeds")
+    ax.barh(order, [m for m, _ in stats], xerr=[s or 0.0 for _, s in stats] if several else None, color="#4C72B0",
+            capsize=3)
+    ax.set_xlabel("mean primary metric (over tasks, strategies, k); "
+                  + ("error bar: std over seeds" if several else "one seed: no error bars"))
     ax.set_title("Methods overall")
     return _save(fig, path)
 
@@ -101,4 +112,27 @@ def _heatmap(recs: list[Rec], path: Path) -> Path:
                         color="black" if value > middle else "white")
     fig.colorbar(image, ax=ax, label="mean over seeds")
     ax.set_title("Method x task")
+    return _save(fig, path)
+
+
+def write_forest(results: Sequence[ClaimResult], path: Path) -> Path | None:
+    """One row per tested claim: its effect a - b (point) and 95% interval, a line at 0; None if none was tested."""
+    tested = [r for r in results if r.effect is not None and r.verdict is not None]
+    if not tested:
+        return None
+    plt = _pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7.0, 0.4 * len(tested) + 1.6))
+    ys = list(range(len(tested)))[::-1]  # the first claim on top, as in the table
+    for y, r in zip(ys, tested, strict=True):
+        e, colour = r.effect, VERDICT_COLOURS[r.verdict.label]
+        ax.errorbar([e.diff], [y], xerr=[[e.diff - e.ci_low], [e.ci_high - e.diff]], fmt="o", color=colour,
+                    capsize=3)
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_yticks(ys, [f"{r.claim.id} ({r.verdict.label})" for r in tested], fontsize=8)
+    sizes = {r.claim.family: r.verdict.family_size for r in tested}
+    holm = ", ".join(f"{n} {family}" for family, n in sizes.items())
+    ax.set_xlabel(f"a - b, primary metric, with 95% interval (per claim); p Holm-adjusted within families ({holm})",
+                  fontsize=8)
+    ax.set_title("Claims: effect and 95% interval")
     return _save(fig, path)

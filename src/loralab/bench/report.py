@@ -1,28 +1,34 @@
-"""The benchmark report, rebuilt from the database alone: `report.md`, `report.html` and PNG figures.
+"""The benchmark report, rebuilt from the database (or its export) alone: `report.md`, `report.html`, PNG figures.
 
     loralab report bench-quickstart/bench.sqlite       # -> bench-quickstart/report/
+    loralab report quickstart.jsonl.gz --out report    # the same report from `loralab bench export`
 
 The database holds the plan (the cell ids of the config that last ran), so the report covers exactly
 that grid, says how many of its cells are done or failed, and ignores rows of earlier configs that
-share the database. Tables and findings are computed per model.
+share the database. The findings are the claims (`findings`, `claims`) over all of it; the tables are
+per model, means without ranking words or bold.
 
-The database is only read (opened read-only). The report folder must be absent, empty or a report
-loralab wrote: a folder holding anything else is refused before anything is written.
+The input is only read (a database is opened read-only). The same input gives the same report.md and
+report.html byte for byte: nothing in them depends on the time or place the report is written (the
+bootstraps have fixed seeds, every list a fixed order). The report folder must be absent, empty or a
+report loralab wrote: a folder holding anything else is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from loralab.bench import tables as T
-from loralab.bench.findings import (baseline_pairs, baseline_strategies, findings, relevance_strategies,
-                                    untrained_methods)
-from loralab.bench.plots import write_plots
+from loralab.bench.export import BenchData, from_store, load_bench_data
+from loralab.bench.findings import (baseline_pairs, baseline_strategies, claim_results, claim_sentences, claim_table,
+                                    noise, relevance_strategies, untrained_methods)
+from loralab.bench.plots import write_forest, write_plots
 from loralab.bench.store import Store
 from loralab.utils.io import atomic_write_text, check_output_dir, mark_output
 
@@ -46,23 +52,27 @@ def check_report_out(out: str | Path, option: str = "out") -> Path:
                             recognise=is_report_dir)
 
 
-def write_report(store: Store | str | Path, out: str | Path | None = None) -> Path:
-    """Write the report for the database's current plan into `out` (default: beside the database); return report.md."""
-    if not isinstance(store, Store):
-        check_report_out(out if out is not None else Path(store).parent / "report")
-        with Store(store, create=False) as opened:
-            return write_report(opened, out)
-    out_dir = check_report_out(Path(out) if out is not None else store.path.parent / "report")
-    meta = store.get_meta("bench") or {}
+def write_report(source: Store | BenchData | str | os.PathLike[str], out: str | Path | None = None) -> Path:
+    """Write the report for the current plan of a database or an export into `out` (default: `report/` beside
+    it); return report.md."""
+    if isinstance(source, (str, os.PathLike)):
+        check_report_out(out if out is not None else Path(source).parent / "report")  # before reading anything
+        data = load_bench_data(source)
+    else:
+        data = from_store(source) if isinstance(source, Store) else source
+    out_dir = check_report_out(Path(out) if out is not None else data.path.parent / "report")
+    meta = data.meta.get("bench") or {}
     plan = set(meta.get("plan") or [])
-    rows = [r for r in store.rows() if not plan or r["cell_id"] in plan]
-    failures = [f for f in store.failures() if not plan or f["cell_id"] in plan]
+    rows = [r for r in data.rows if not plan or r["cell_id"] in plan]
+    failures = [f for f in data.failures if not plan or f["cell_id"] in plan]
     config = meta.get("config") or {}
     seeds = list(meta.get("seeds") or sorted({r["seed"] for r in rows if r["seed"] is not None}) or [0])
     strategies = [s for s in config.get("strategies") or sorted({r["strategy"] for r in rows if r["strategy"]})]
     blocks: list[Any] = [f"{TITLE} {meta.get('name') or 'bench'}", _summary(rows, failures, plan, config)]
     models = list(dict.fromkeys([*(config.get("models") or []), *sorted({r["model"] for r in rows})]))
     mark_output(out_dir, OUTPUT_KIND)  # before the first figure is written
+    if rows:
+        blocks += _findings(config, rows, data.outcomes, out_dir)
     for model in models:
         model_rows = [r for r in rows if r["model"] == model]
         if model_rows:
@@ -116,25 +126,37 @@ def _experts_sentence(config: dict[str, Any]) -> str:
     return text + (f" {', '.join(refs)}." if refs else "")
 
 
+def _findings(config: dict[str, Any], rows: list[dict], outcomes: Any, out_dir: Path) -> list[Any]:
+    """The claims table, one verdict sentence per claim, the forest plot, and how noisy one cell is."""
+    results, declared = claim_results(config, rows, outcomes)
+    blocks: list[Any] = ["## Findings"]
+    if results:
+        blocks.append(claim_table(results, declared))
+    blocks.append("\n".join(f"- {line}" for line in [*claim_sentences(results), noise(rows)]))
+    forest = write_forest(results, out_dir / "claims.png")
+    if forest is not None:
+        blocks.append(("image", forest.name))
+    return blocks
+
+
 def _model_section(model: str, rows: list[dict], seeds: list[int], strategies: list[str], out_dir: Path,
                    prefix: str, several: bool) -> list[Any]:
     recs = T.records(rows, seeds)
     ks = sorted({r.k for r in recs if r.k is not None})
     n = len(seeds)
     blocks: list[Any] = [f"## {model}" if several else "## Results"]
-    blocks += ["### Findings", "\n".join(f"- {f}" for f in findings(recs, rows, strategies))]
-    blocks.append(T.overall_table(recs, n))
-    blocks.append(T.method_task_table(recs, n, show_k=len(ks) > 1))
+    blocks.append(T.without_bold(T.overall_table(recs, n)))
+    blocks.append(T.without_bold(T.method_task_table(recs, n, show_k=len(ks) > 1)))
     if any(r.strategy for r in recs):
-        blocks.append(T.method_strategy_table(recs, strategies, n))
-        blocks.append(T.strategy_table(recs, strategies, n))
+        blocks.append(T.without_bold(T.method_strategy_table(recs, strategies, n)))
+        blocks.append(T.without_bold(T.strategy_table(recs, strategies, n)))
         pairs = [(a, b) for a in relevance_strategies(strategies) for b in baseline_strategies(strategies)]
         pairs += baseline_pairs(strategies)
         table = T.strategy_pairs(recs, pairs)
         if table.rows:
             blocks.append(table)
     if len(ks) > 1:
-        blocks.append(T.method_k_table(recs, ks, n))
+        blocks.append(T.without_bold(T.method_k_table(recs, ks, n)))
     for path in write_plots(recs, strategies, out_dir, prefix):
         blocks.append(("image", path.name))
     return blocks
@@ -150,7 +172,7 @@ def _provenance(rows: list[dict], failures: list[dict]) -> list[Any]:
                              (f"- compute: {compute / 60:.1f} min summed over cells; ran with "
                               f"{', '.join(hosts) or 'n/a'}"),
                              ("- every cell's config, metrics, experts, selection scores and timing are in the "
-                             "database (table `cells`)")]))
+                             "database (table `cells`), its per-example outcomes in table `outcomes`")]))
     if failures:
         blocks.append("## Failed cells")
         blocks.append("\n".join(f"- `{f['cell_id']}` {_cell_text(f['config'])}: {f['error']}" for f in failures))

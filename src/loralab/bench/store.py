@@ -15,6 +15,14 @@ Reading (`create=False`, as `loralab report` does) opens the file read-only, so 
 and anything that is not a loralab bench database (another SQLite file, an empty or a text file) is
 one error line. Writing refuses an existing database that is not one of ours instead of adding tables
 to it. JSON columns hold strict JSON (NaN -> null).
+
+Schema version 2 adds the table `outcomes`: one row per (cell, test example) with the example's id, its
+position in the cell's evaluation, the primary metric's value (`correct`, 0/1 for accuracy), a
+continuous `score` (multiple choice: the log-likelihood margin of the correct answer; see
+`loralab.eval.EvalOutput`) and every per-example metric (JSON). A cell's outcomes are written in the
+transaction that writes its row, so a cell has all of them or none. A version-1 database is read as it
+is (its cells have no outcomes, which the findings say); opened for writing, it gains the table and
+becomes version 2, its old cells keeping no outcomes.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ from loralab.utils.io import dumps_json, loads_json
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = frozenset({"1", "2"})  # 1: before per-example outcomes (read as cells without outcomes)
 JSON_COLUMNS = ("config", "metrics", "experts", "selection", "train", "versions", "precision")
 VOLATILE_COLUMNS = ("seconds", "seconds_select", "seconds_train", "seconds_eval", "started_at", "finished_at",
                     "host", "executor", "device", "precision")
@@ -69,7 +78,12 @@ CREATE TABLE IF NOT EXISTS failures (
     cell_id TEXT PRIMARY KEY, bench TEXT, config TEXT NOT NULL, error TEXT NOT NULL, failed_at TEXT NOT NULL
 )"""
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-TABLES = frozenset({"cells", "failures", "meta"})
+_OUTCOMES = """
+CREATE TABLE IF NOT EXISTS outcomes (
+    cell_id TEXT NOT NULL, position INTEGER NOT NULL, example_id TEXT NOT NULL, correct REAL NOT NULL,
+    score REAL, metrics TEXT NOT NULL, PRIMARY KEY (cell_id, example_id)
+)"""
+TABLES = frozenset({"cells", "failures", "meta"})  # what every version has (`outcomes` is new in version 2)
 
 
 def _read_only(path: Path) -> sqlite3.Connection:
@@ -125,13 +139,18 @@ class Store:
         conn = sqlite3.connect(str(self.path), timeout=60)
         conn.execute("PRAGMA synchronous=FULL")
         with conn:
-            for ddl in (_CELLS, _FAILURES, _META):
+            conn.execute(_META)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and str(row[0]) not in READABLE_VERSIONS:  # a newer loralab's: leave it alone
+                return conn  # (`_check_schema` refuses it)
+            for ddl in (_CELLS, _FAILURES, _OUTCOMES):
                 conn.execute(ddl)
             have = {row[1] for row in conn.execute("PRAGMA table_info(cells)")}
             for column, kind in ADDED_COLUMNS.items():
                 if column not in have:
                     conn.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            # new, or migrated from version 1 (the outcomes table was just created)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         return conn
 
     def close(self) -> None:
@@ -151,9 +170,10 @@ class Store:
 
     def _check_schema(self) -> None:
         version = self.get_meta("schema_version")
-        if str(version) != str(SCHEMA_VERSION):
+        if str(version) not in READABLE_VERSIONS:
             raise UserInputError(f"{self.path}: database schema version {version}, this loralab reads "
-                                 f"{SCHEMA_VERSION}")
+                                 f"{', '.join(sorted(READABLE_VERSIONS))}")
+        self.schema_version = int(str(version))
 
     # ------------------------------------------------------------ cells
 
@@ -165,14 +185,21 @@ class Store:
         self.put_many([row])
 
     def put_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Write the rows of one job (and clear earlier failures of them) in one transaction: all or none."""
+        """Write the rows of one job, their per-example outcomes (a row's "outcomes": records as
+        `EvalOutput.outcomes` has them) and clear earlier failures of them, in one transaction: all or none."""
         with self._transaction() as conn:
             for row in rows:
                 values = {k: dumps_json(v, sort_keys=True) if k in JSON_COLUMNS and v is not None else v
-                          for k, v in row.items()}
+                          for k, v in row.items() if k != "outcomes"}
                 columns = ", ".join(values)
                 marks = ", ".join("?" for _ in values)
                 conn.execute(f"INSERT OR REPLACE INTO cells ({columns}) VALUES ({marks})", tuple(values.values()))
+                conn.execute("DELETE FROM outcomes WHERE cell_id = ?", (row["cell_id"],))  # a replaced row's
+                conn.executemany("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(row["cell_id"], i, str(o["id"]), float(o["correct"]),
+                                   None if o.get("score") is None else float(o["score"]),
+                                   dumps_json(o.get("metrics") or {}, sort_keys=True))
+                                  for i, o in enumerate(row.get("outcomes") or ())])
                 conn.execute("DELETE FROM failures WHERE cell_id = ?", (row["cell_id"],))
 
     def put_failure(self, cell_id: str, bench: str, config: Mapping[str, Any], error: str) -> None:
@@ -194,7 +221,22 @@ class Store:
 
     def failures(self) -> list[dict[str, Any]]:
         return [{**dict(r), "config": self._decode("config", r["config"])}
-                for r in self._conn.execute("SELECT * FROM failures ORDER BY failed_at")]
+                for r in self._conn.execute("SELECT * FROM failures ORDER BY failed_at, cell_id")]
+
+    def outcomes(self) -> dict[str, list[dict[str, Any]]]:
+        """cell id -> its per-example outcomes in evaluation order, `{"id", "correct", "score", "metrics"}`.
+
+        Cells without outcomes (written by a loralab before version 2) are absent; so is everything of a
+        version-1 database opened read-only (it has no such table).
+        """
+        if self.schema_version < 2:
+            return {}
+        out: dict[str, list[dict[str, Any]]] = {}
+        query = "SELECT cell_id, example_id, correct, score, metrics FROM outcomes ORDER BY cell_id, position"
+        for cell_id, example_id, correct, score, metrics in self._conn.execute(query):
+            out.setdefault(cell_id, []).append({"id": example_id, "correct": correct, "score": score,
+                                                "metrics": self._decode("metrics", metrics)})
+        return out
 
     def _decode(self, column: str, value: Any) -> Any:
         """A JSON column, read with the guarded parser: a database from elsewhere is one error line, not a crash."""
@@ -205,6 +247,11 @@ class Store:
     def set_meta(self, key: str, value: Any) -> None:
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, dumps_json(value, sort_keys=True)))
+
+    def meta(self) -> dict[str, Any]:
+        """The whole meta table (key -> value, as `get_meta` reads each), ordered by key."""
+        keys = [row[0] for row in self._conn.execute("SELECT key FROM meta ORDER BY key")]
+        return {key: self.get_meta(key) for key in keys}
 
     def get_meta(self, key: str) -> Any:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -188,6 +188,12 @@ def fmt_signed(values: Sequence[float]) -> str:
     return f"{mean:+.3f}" + ("" if std is None else f" ± {std:.3f}")
 
 
+def without_bold(table: Table) -> Table:
+    """The table with no cell marked best: the report ranks nothing on means alone (its claims carry intervals)."""
+    return Table(table.title, table.header, [[(text, False) for text, _ in row] for row in table.rows],
+                 table.note.replace(" Best mean per column in bold.", ""))
+
+
 def table_lines(table: Table) -> list[str]:
     """The Markdown rows of a table (header, rule, rows; best cells in bold), without title or note."""
     lines = ["| " + " | ".join(table.header) + " |", "|" + "---|" * len(table.header)]

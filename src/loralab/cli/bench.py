@@ -1,4 +1,5 @@
-"""Comparisons and benchmarks: `compare` (method x task table), `bench` (a grid from YAML), `report` (from its db)."""
+"""Comparisons and benchmarks: `compare` (method x task table), `bench` (a grid from YAML; `bench export`, its
+compact export), `report` (from its database or export)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
-from loralab.cli.app import app, verb
+from loralab.cli.app import app, examples, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (DataDir, Device, Experts, Hparams, IncludeOwn, Library, MaxSteps, Model, Seeds,
                                  Split, names, out_option)
@@ -63,8 +65,27 @@ def compare_cmd(
     note(f"wrote {out / 'results.md'}")
 
 
-@verb(app, "bench", example=("loralab bench", "loralab bench quickstart --dry-run",
-                             "loralab bench my-grid.yaml --out runs/bench --executor ray --address auto"))
+class _BenchGroup(TyperGroup):
+    """`loralab bench [CONFIG] [options]` is `loralab bench run ...` (the run is the verb's usual meaning);
+    a first word naming a subcommand (`export`) goes to it."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+bench_app = typer.Typer(
+    cls=_BenchGroup, rich_markup_mode=None,
+    help="Run a benchmark grid (`loralab bench [CONFIG]`), or export its database (`loralab bench export`).",
+    epilog=examples("loralab bench quickstart --dry-run",
+                    "loralab bench export bench-quickstart/bench.sqlite quickstart.jsonl.gz"))
+app.add_typer(bench_app, name="bench")
+
+
+@verb(bench_app, "run", example=("loralab bench", "loralab bench quickstart --dry-run",
+                                 "loralab bench my-grid.yaml --out runs/bench --executor ray --address auto",
+                                 "loralab bench export bench-quickstart/bench.sqlite quickstart.jsonl.gz"))
 def bench_cmd(
     config: Annotated[Optional[str], typer.Argument(help="Benchmark YAML, or a shipped config: quickstart "
                                                     "(the default), loralib.")] = None,
@@ -76,7 +97,9 @@ def bench_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config, count its cells, run "
                                                             "nothing.")] = False,
 ) -> None:
-    """Run a benchmark grid (models x methods x strategies x k x targets x seeds); cells already done are skipped."""
+    """Run a benchmark grid (models x methods x strategies x k x targets x seeds); cells already done are skipped.
+
+    `loralab bench export DB OUT.jsonl.gz` writes a database's compact export instead (see its --help)."""
     from loralab.bench import expand, load_bench, run_bench
 
     bench = load_bench(config)
@@ -99,12 +122,27 @@ def bench_cmd(
         raise typer.Exit(1)
 
 
-@verb(app, "report", example="loralab report bench-quickstart/bench.sqlite --out bench-quickstart/report")
-def report_cmd(
+@verb(bench_app, "export", example="loralab bench export bench-quickstart/bench.sqlite quickstart.jsonl.gz")
+def export_cmd(
     db: Annotated[Path, typer.Argument(help="Benchmark database (OUT/bench.sqlite of `loralab bench`).")],
+    out: Annotated[Path, typer.Argument(help="Export file: NAME.jsonl.gz (or NAME.jsonl, uncompressed).")],
+) -> None:
+    """Write a database's compact export: config, plan, every cell's row and per-example outcomes, no adapters.
+
+    The same database always gives the same bytes, and `loralab report OUT` rebuilds the same report."""
+    from loralab.bench import export_bench
+
+    note(f"wrote {export_bench(db, out)}")
+
+
+@verb(app, "report", example=("loralab report bench-quickstart/bench.sqlite --out bench-quickstart/report",
+                              "loralab report quickstart.jsonl.gz --out report"))
+def report_cmd(
+    db: Annotated[Path, typer.Argument(help="Benchmark database (OUT/bench.sqlite of `loralab bench`) or its "
+                                            "export (`loralab bench export`).")],
     out: Annotated[Optional[Path], out_option("Report folder (default: report/ beside DB).")] = None,
 ) -> None:
-    """Rebuild a benchmark's report (Markdown, HTML, PNG) from its database alone."""
+    """Rebuild a benchmark's report (Markdown, HTML, PNG) from its database, or its export, alone."""
     from loralab.bench import write_report
 
     path = write_report(db, out)

@@ -33,12 +33,22 @@ logger = logging.getLogger(__name__)
 @dataclass
 class EvalOutput:
     """Metrics of one task split, optionally one record per example, and (multiple choice) what the scorer
-    pushed through the model (`scoring.rows`) against the minimum (`scoring.min_rows`)."""
+    pushed through the model (`scoring.rows`) against the minimum (`scoring.min_rows`).
+
+    `outcomes` is always filled, one small record per scored example in split order, so that two
+    configurations can be compared example by example (paired statistics need per-example outcomes,
+    not only the means): `{"id": example id, "correct": the primary metric's value (0/1), "metrics":
+    every per-example metric value, "score": a continuous score or None}`. For multiple choice the
+    score is the log-likelihood margin of the correct answer: the highest summed log-likelihood among
+    the correct choices minus the highest among the wrong ones (> 0 when `acc` is right, bar exact
+    ties; None when every choice is correct); generation has no such score (None).
+    """
 
     metrics: dict[str, float]
     n: int
     samples: list[dict[str, Any]] = field(default_factory=list)
     scoring: EvalStats | None = None
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def evaluate(
@@ -72,10 +82,22 @@ def evaluate(
         scorer = LoglikScorer(model, tokenizer, **(scorer_options or {}))
         per_example, samples = _eval_mc(scorer, examples, prompts, batch_size, progress)
         scoring = scorer.stats
+        margins = [_margin(s["logliks"], ex.answers) for s, ex in zip(samples, examples, strict=True)]
     else:
         per_example, samples = _eval_generation(model, tokenizer, task, examples, prompts, batch_size, progress)
+        margins = [None] * len(examples)
+    outcomes = [{"id": ex.id, "correct": scores[task.metric], "metrics": scores, "score": margin}
+                for ex, scores, margin in zip(examples, per_example, margins, strict=True)]
     return EvalOutput(metrics=aggregate(per_example), n=len(examples), samples=samples if log_samples else [],
-                      scoring=scoring)
+                      scoring=scoring, outcomes=outcomes)
+
+
+def _margin(logliks: Sequence[float], answers: Sequence[int]) -> float | None:
+    """Best correct choice's log-likelihood minus the best wrong one's (None when no choice is wrong)."""
+    wrong = [ll for i, ll in enumerate(logliks) if i not in answers]
+    if not wrong:
+        return None
+    return float(max(logliks[i] for i in answers) - max(wrong))
 
 
 def _eval_mc(scorer: LoglikScorer, examples: Sequence[Example], prompts: Sequence[str], batch_size: int,

@@ -39,6 +39,7 @@ def run_eval(
     data_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
     log_samples: bool = False,
+    log_outcomes: bool = False,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     allow_base_mismatch: bool = False,
@@ -53,7 +54,10 @@ def run_eval(
     adapter is checked as `attach_adapter` does (hashes, finite weights, base model, shapes);
     `allow_base_mismatch` lets one recorded for another base model be tried on this one. `precision`
     ("auto", "fp32", "bf16", "fp16") is the autocast of every forward ("auto": bf16 where the device has
-    it natively, else fp32); the resolved one is recorded as "precision".
+    it natively, else fp32); the resolved one is recorded as "precision". `log_outcomes` adds
+    "outcomes", one record per example (id, the primary metric's value as "correct", every metric's
+    value, a score; see `EvalOutput`): what paired comparisons need, and what the bench database stores.
+    Off by default, so a result file stays the size of its metrics.
     """
     if out is not None:
         check_output_file(out, what="result file", option="out", recognise=is_eval_result)  # only our own results
@@ -97,6 +101,8 @@ def run_eval(
     }
     record = result_record(model_name=lm.name, task=task_obj, split=split, output=output,
                            seconds=timer.seconds, extra=extra)
+    if log_outcomes:
+        record["outcomes"] = output.outcomes
     if out is not None:
         atomic_write_json(out, record)
         logger.info("wrote %s", out)

@@ -345,6 +345,8 @@ def _problem(error: Mapping[str, Any], value: Any, desc: str, choices: tuple[Any
         problem = "not a finite number"
     elif kind == "literal_error" and _kind(value) not in {_kind(c) for c in choices}:
         problem = "wrong type"  # a number or a list where one of some names is expected: not a misspelt name
+    elif kind == "predicate_failed":  # an `annotated_types.Predicate`: `desc` (its Describe) says what is allowed
+        problem = "not an allowed value"
     elif kind in ("literal_error", "string_pattern_mismatch"):
         problem = "not an allowed value"
         names = [c for c in choices if isinstance(c, str)]
