@@ -52,6 +52,7 @@ def check_bench(bench: Bench, where: str, base_dir: Path, given: Mapping[str, Ta
     selection, relevance_at = _check_strategies(bench, where, selecting, base_dir)
     bench = dataclasses.replace(bench, config=dataclasses.replace(cfg, selection=selection))
     _check_method_config(cfg.method_config, specs, where)
+    _check_method_names("method_train", cfg.method_train, specs, where)
     _check_device(cfg.device, where)
     bench = _resolve_precision(bench, where)
     if not bench.library.tasks and bench.library.build and selecting:
@@ -203,10 +204,15 @@ def _check_strategies(bench: Bench, where: str, selecting: list[str],
     return options or None, relevance_at
 
 
-def _check_method_config(method_config: Mapping[str, Any] | None, specs: Mapping[str, Any], where: str) -> None:
-    for method, overrides in (method_config or {}).items():
+def _check_method_names(key: str, section: Mapping[str, Any] | None, specs: Mapping[str, Any], where: str) -> None:
+    for method in section or {}:
         if method not in specs:
-            raise ConfigError(f"{where}: method_config has an entry for {method!r}, which is not in methods")
+            raise ConfigError(f"{where}: {key} has an entry for {method!r}, which is not in methods")
+
+
+def _check_method_config(method_config: Mapping[str, Any] | None, specs: Mapping[str, Any], where: str) -> None:
+    _check_method_names("method_config", method_config, specs, where)
+    for method, overrides in (method_config or {}).items():
         specs[method].config_cls.from_dict(overrides, where=where, at=("method_config", method))
 
 

@@ -111,7 +111,8 @@ class BenchConfig:
     """The YAML keys. `library`, `train`, `eval`, `resources` stay mappings here (as written, for the database)
     but are checked as `LibrarySpec`, `LoRAHparams` (or a YAML path), `EvalSpec`, `Resources` (`metadata["schema"]`);
     `selection` maps a strategy to its options, `method_config` a method to its config overrides (both checked
-    against the strategy's / method's config class once the names are known). `experts` (a fixed pool of
+    against the strategy's / method's config class once the names are known), `method_train` a method to
+    `train` overrides (e.g. its own learning rate; checked as LoRAHparams merged over `train`). `experts` (a fixed pool of
     library LoRAs, by task name) replaces `strategies`; `include_own` keeps the target's own LoRA in it."""
 
     models: Names
@@ -124,6 +125,7 @@ class BenchConfig:
     library: dict | None = field(default=None, metadata={"schema": LibrarySpec | None})
     train: dict | str | None = field(default=None, metadata={"schema": LoRAHparams | str | None})
     method_config: dict | None = field(default=None, metadata={"schema": dict[str, Options] | None})
+    method_train: dict | None = field(default=None, metadata={"schema": dict[str, Options] | None})
     selection: dict | None = field(default=None, metadata={"schema": dict[str, Options] | None})
     from_scratch: tuple[str, ...] = ()
     experts: tuple[str, ...] | None = None
@@ -167,6 +169,11 @@ class Bench:
     option_names: Mapping[str, str] = field(default_factory=lambda: dict(CONFIG_NAMES))
     precision: Precision | None = None
     library_precision: Precision | None = None
+    method_hparams: Mapping[str, LoRAHparams] = field(default_factory=dict)
+
+    def hparams_for(self, method: str) -> LoRAHparams:
+        """The training hyperparameters of `method`'s cells: `train` with its `method_train` overrides."""
+        return self.method_hparams.get(method, self.hparams)
 
     @property
     def precision_name(self) -> str:
@@ -241,10 +248,13 @@ def _resolve(cfg: BenchConfig, where: str, base_dir: Path, given: Mapping[str, T
     lib = LibrarySpec(**{"tasks": cfg.targets if builds else (), **(cfg.library or {})})
     lib = dataclasses.replace(lib, tasks=tuple(spec(t) for t in lib.tasks),
                               path=str(base_dir / lib.path) if lib.path else None)
+    hparams = _hparams(cfg.train, where, ("train",), base_dir)
+    method_hparams = {m: from_mapping(LoRAHparams, {**hparams.to_dict(), **dict(over)}, where, at=("method_train", m))
+                      for m, over in (cfg.method_train or {}).items()}
     return Bench(
         config=cfg, library=lib,
         library_hparams=_hparams(lib.hparams, where, ("library", "hparams"), base_dir),
-        hparams=_hparams(cfg.train, where, ("train",), base_dir),
+        hparams=hparams, method_hparams=method_hparams,
         evaluation=EvalSpec(**(cfg.eval or {})),
         resources=Resources(**(cfg.resources or {})),
         targets=tuple(spec(t) for t in cfg.targets),

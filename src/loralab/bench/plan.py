@@ -154,7 +154,7 @@ def protocol(bench: Bench, model: str, method: str, *, strategy: str | None = No
     else:  # an existing library: its LoRAs are what they are, so their files' hashes stand for them
         library = {"tasks": sorted(bench.library_names), "adapters": dict(bench.library_digests.get(model, {}))}
     out: dict[str, Any] = {
-        "train": {k: v for k, v in bench.hparams.to_dict().items() if k not in ignored},
+        "train": {k: v for k, v in bench.hparams_for(method).to_dict().items() if k not in ignored},
         "method_config": plain((bench.config.method_config or {}).get(method) or {}),
         "library": library,
         "eval": {"split": bench.evaluation.split, "limit": bench.evaluation.limit},

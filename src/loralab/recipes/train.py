@@ -140,6 +140,7 @@ def train_method(
                                list(experts) if experts else None, loras, progress, prec)
         info = spec.train(request)
         info.setdefault("precision", prec.to_dict())  # a plug-in's own train may not record it in its checkpoint
+        info.setdefault("train", {}).setdefault("adapted", peft_adapted(Path(out)))
         return info
     moe = build_method(method, lm, [t.name for t in task_objs], config=config, library=library, experts=experts)
     try:
@@ -151,7 +152,8 @@ def train_method(
         stats = train_adapter(moe, lm.tokenizer, features, hp, work, description=method, progress=progress,
                               task_batches=task_batches, fingerprint=run, precision=prec)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
-                          "examples": stats.examples, "task_batches": task_batches},
+                          "examples": stats.examples, "task_batches": task_batches,
+                          "adapted": adapted_modules(moe.method_config.modules or ())},
                 "hparams": hp.to_dict(), "model": lm.name, "precision": prec.to_dict()}
         if stats.history:
             info["train"]["history"] = stats.history
@@ -162,3 +164,23 @@ def train_method(
     shutil.rmtree(work, ignore_errors=True)
     logger.info("saved %s checkpoint to %s", method, out)
     return info
+
+
+def adapted_modules(names: Sequence[str]) -> dict[str, Any]:
+    """What a method adapted, compactly, for a comparison's record: how many linears and which kinds
+    (the last name component: q_proj, down_proj, ...), so two cells that adapted different modules show it."""
+    return {"n_modules": len(names), "kinds": sorted({name.rsplit(".", 1)[-1] for name in names})}
+
+
+def peft_adapted(out: Path) -> dict[str, Any]:
+    """`adapted_modules` of a PEFT-format output (its adapter_config's target modules; none: nothing adapted).
+
+    PEFT stores the module kinds, not the qualified names, so the count is None there."""
+    config_file = out / "adapter_config.json"
+    if not config_file.is_file():
+        return {"n_modules": 0, "kinds": []}
+    from loralab.utils.io import read_json
+
+    targets = read_json(config_file).get("target_modules") or []
+    kinds = [targets] if isinstance(targets, str) else list(targets)
+    return {"n_modules": None, "kinds": sorted(str(k).rsplit(".", 1)[-1] for k in kinds)}
