@@ -51,10 +51,10 @@ def choose(db: Path, methods: list[str], rates: list[float]) -> dict[str, Any]:
     with Store(db, create=False) as store:
         rows = store.rows(volatile=False)
         base = [r for r in rows if r["method"] == "base"]
-        outcomes = {r["cell_id"]: store.outcomes(r["cell_id"]) for r in rows}
+        outcomes = store.outcomes()
     if len(base) != 1:
         raise SystemExit(f"{db}: expected one base-model cell, found {len(base)}")
-    base_correct = _correct(outcomes[base[0]["cell_id"]])
+    base_correct = _correct(outcomes.get(base[0]["cell_id"], []))
     chosen: dict[str, Any] = {"base_score": base[0]["score"], "metric": base[0]["primary_metric"], "methods": {}}
     for method in methods:
         by_rate = {}
@@ -66,7 +66,7 @@ def choose(db: Path, methods: list[str], rates: list[float]) -> dict[str, Any]:
         if missing:
             raise SystemExit(f"{db}: {method} has no finished cell at learning rate(s) {missing}")
         best = max(rates, key=lambda r: (by_rate[r]["score"], -r))  # ties: the smaller rate
-        mine = _correct(outcomes[by_rate[best]["cell_id"]])
+        mine = _correct(outcomes.get(by_rate[best]["cell_id"], []))
         shared = sorted(set(mine) & set(base_correct))
         differ = sum(mine[i] != base_correct[i] for i in shared) / max(len(shared), 1)
         chosen["methods"][method] = {
@@ -76,7 +76,7 @@ def choose(db: Path, methods: list[str], rates: list[float]) -> dict[str, Any]:
 
 
 def _correct(outcomes: list[dict[str, Any]]) -> dict[str, bool]:
-    return {o["example_id"]: bool(o["correct"]) for o in outcomes}
+    return {o["id"]: bool(o["correct"]) for o in outcomes}
 
 
 def markdown(name: str, result: dict[str, Any], rates: list[float]) -> str:
