@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TRAIN_KEYS = ("steps", "loss", "examples")  # train info that is a result; its seconds are timing
+TRAIN_KEYS = ("steps", "loss", "examples", "val_loss")  # train info that is a result; its seconds are timing
 _PRISTINE: dict[str, Any] = {}  # per process: model -> LoadedModel on the CPU, never trained on or moved
 
 

@@ -22,6 +22,7 @@ from loralab.utils.config import check, read_yaml_mapping
 
 if TYPE_CHECKING:
     from loralab.data import Task
+    from loralab.training.hparams import LoRAHparams
 
 logger = logging.getLogger(__name__)
 
@@ -259,11 +260,26 @@ def _check_tasks(bench: Bench, where: str, given: Mapping[str, Task]) -> Bench:
         task.split("train")
         if spec in bench.targets:
             task.split(bench.evaluation.split, bench.evaluation.limit)
+            _check_validation(task, bench.hparams, f"{where}: train.")
+        if spec in bench.library.tasks and bench.library.build:
+            _check_validation(task, bench.library_hparams, f"{where}: library.hparams.")
     targets = tuple(names[s] for s in bench.targets)
     library = tuple(names[s] for s in bench.library.tasks)
     _unique(where, "targets", targets)
     _unique(where, "library.tasks", library)
     return dataclasses.replace(bench, target_names=targets, library_names=library, task_specs=specs)
+
+
+def _check_validation(task: Task, hp: LoRAHparams, at: str) -> None:
+    """With `val_every`, every task trained on needs a validation split: refuse now, not in the cell that trains."""
+    from loralab.training.features import validation_examples
+
+    if hp.val_every is None:
+        return
+    try:
+        validation_examples(task, hp)
+    except ConfigError as exc:
+        raise ConfigError(f"{at}{exc}") from None
 
 
 def _check_relevance(bench: Bench, relevance_at: tuple[str, tuple[str, ...]]) -> None:

@@ -145,9 +145,12 @@ def protocol(bench: Bench, model: str, method: str, *, strategy: str | None = No
     The keys of the original grid (train, method_config, library, eval, selection) are written as they
     always were, so a database of an earlier run keeps its cell ids; `experts` and `train_tasks` appear
     only where a fixed pool or multi-task training is used, `precision` (the resolved name) only where it is
-    not fp32 (what every run before precisions were recorded used).
+    not fp32 (what every run before precisions were recorded used). The validation settings change no weight
+    but do change a row (its `train.val_loss`), so `train` keeps them; they are in it only when `val_every` is
+    set (`LoRAHparams.to_dict`), so cells without validation keep their ids. The library's hyperparameters
+    leave them out: a library LoRA is the same with or without its validation loss.
     """
-    ignored = {"seed", *LoRAHparams.LOGGING_FIELDS}
+    ignored = {"seed", *(LoRAHparams.LOGGING_FIELDS - LoRAHparams.VALIDATION_FIELDS)}
     if bench.library.build:
         lib_hp = {k: v for k, v in bench.library_hparams.to_dict().items() if k not in LoRAHparams.LOGGING_FIELDS}
         library: dict[str, Any] = {"tasks": sorted(bench.library_names), "hparams": lib_hp}

@@ -49,7 +49,9 @@ def train_cmd(
         get_method(method).config_cls.from_dict(settings, where=str(method_config))
     info = train_method(method, model, names(tasks), out, library=library, experts=names(experts) or None,
                         config=settings, hparams=hp, data_dir=data_dir, device=device)
-    note(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}); wrote {out}")
+    val = info["train"].get("val_loss") or []
+    last = f", validation loss {val[-1]['loss']:.4f} at step {val[-1]['step']}" if val else ""
+    note(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}{last}); wrote {out}")
 
 
 @verb(app, "merge", renames={"nearest_examples": "nearest"},

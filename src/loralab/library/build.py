@@ -5,7 +5,9 @@ point of re-running; `is_library_dir`): a folder holding anything else is refuse
 `report_to: tensorboard` each adapter's training events are kept in `LIB/<model>/<task>/tensorboard/`,
 published with the adapter (the trainer's work folder they are written to is removed after training).
 Every adapter is trained and evaluated in one resolved precision (`loralab.utils.precision`), recorded in
-its entry; a library holds one precision per model, as it holds one hyperparameter set.
+its entry; a library holds one precision per model, as it holds one hyperparameter set. With `val_every`,
+each entry's metrics carry `val_loss` ({"step", "loss"} per validation); validation settings change no weight,
+so they do not count as other hyperparameters when a library is extended.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from loralab.data import Task, load_task
 from loralab.errors import UserInputError
+from loralab.training.features import validation_examples
 from loralab.training.hparams import LoRAHparams, training_precision
 from loralab.library.store import ENTRY_FILE, FORMAT, MANIFEST_FILE, AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, find_linear_targets, load_model
@@ -113,6 +116,8 @@ def build_library(
         raise UserInputError(f"tasks lists a task twice: {names}", param="tasks")
     for t in task_objs:
         t.split("train")
+        if hp.val_every is not None:
+            validation_examples(t, hp)
         if eval_limit != 0:
             t.split(eval_split, eval_limit)
     prec = training_precision(precision, hp, trainer_device())  # a bad name fails before the model loads
@@ -158,6 +163,7 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
     from peft import get_peft_model
     from transformers import set_seed
 
+    from loralab.training.features import validation_features
     from loralab.training.trainer import train_adapter, training_features
     from loralab.utils.env import git_hash, package_versions
 
@@ -168,10 +174,13 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
         train_examples = task.split("train")
         features = training_features(task, lm.tokenizer, hp, train_examples)
         work = lib.work_dir(slug, task.name)
+        val_features = validation_features(task, lm.tokenizer, hp) if hp.val_every is not None else None
         stats = train_adapter(peft_model, lm.tokenizer, features, hp, work, description=task.name, progress=progress,
-                              precision=precision)
+                              precision=precision, val_features=val_features)
         metrics: dict[str, Any] = {"train_loss": stats.train_loss, "train_steps": stats.steps,
                                    "train_examples": stats.examples, "train_seconds": round(stats.seconds, 2)}
+        if stats.val_history:
+            metrics["val_loss"] = stats.val_history
         if eval_limit != 0:
             with precision.autocast():
                 metrics["eval"] = _evaluate(peft_model, lm.tokenizer, task, eval_split, eval_limit, evaluate_base,

@@ -7,7 +7,9 @@ Every method trains on the same features (answer-only loss, the library's shared
 methods are compared on equal terms; with several tasks the features are concatenated (multi-task)
 and each carries its task id (and LoRAMoE task type) for routing. Every forward runs in one resolved
 precision (autocast; trainable parameters and optimizer state stay fp32), recorded in the checkpoint's
-info as "precision".
+info as "precision". With `val_every` in the hyperparameters, the validation loss (on `val_examples` of
+every task's validation split, routed like the training features) is recorded as `train.val_loss`, a list
+of {"step", "loss"}; a task without a validation split is refused before the model loads.
 
 `out` is replaced as a whole, so it must be absent, an empty folder, or a checkpoint loralab wrote
 (any method: re-training replaces it); a folder of anything else is refused before any work. The
@@ -88,12 +90,14 @@ def work_dir(out: str | os.PathLike[str]) -> Path:
     return Path(out).with_name(f".{Path(out).name}.work")
 
 
-def method_features(tasks: Sequence[Task], tokenizer, hp: LoRAHparams, task_types: Mapping[str, int]) -> list[dict]:
-    from loralab.training.trainer import training_features
+def method_features(tasks: Sequence[Task], tokenizer, hp: LoRAHparams, task_types: Mapping[str, int],
+                    validation: bool = False) -> list[dict]:
+    """Every task's training (or, `validation`, validation) features with its task id and type for routing."""
+    from loralab.training.features import training_features, validation_features
 
     features = []
     for task_id, task in enumerate(tasks):
-        for f in training_features(task, tokenizer, hp):
+        for f in (validation_features(task, tokenizer, hp) if validation else training_features(task, tokenizer, hp)):
             features.append({**f, "task_ids": task_id, "task_types": int(task_types.get(task.name, 0))})
     return features
 
@@ -120,8 +124,9 @@ def train_method(
     """
     from transformers import set_seed
 
-    from loralab.training.trainer import train_adapter, trainer_device
     from loralab.moe.registry import get_method
+    from loralab.training.features import validation_examples
+    from loralab.training.trainer import train_adapter, trainer_device
 
     spec = get_method(method)  # an unknown method fails before anything loads
     check_checkpoint_out(out)
@@ -132,6 +137,8 @@ def train_method(
         raise UserInputError("tasks must name at least one task", param="tasks")
     for t in task_objs:
         t.split("train")
+        if hp.val_every is not None and spec.trains:
+            validation_examples(t, hp)
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     set_seed(hp.seed)
     if spec.train is not None:
@@ -144,19 +151,24 @@ def train_method(
         return info
     moe = build_method(method, lm, [t.name for t in task_objs], config=config, library=library, experts=experts)
     try:
-        features = method_features(task_objs, lm.tokenizer, hp, getattr(moe.method_config, "task_types", {}) or {})
+        task_types = getattr(moe.method_config, "task_types", {}) or {}
+        features = method_features(task_objs, lm.tokenizer, hp, task_types)
+        val_features = (method_features(task_objs, lm.tokenizer, hp, task_types, validation=True)
+                        if hp.val_every is not None else None)
         work = work_dir(out)
         task_batches = bool(getattr(moe.method_config, "task_batches", False)) and len(task_objs) > 1
         run = {"method": method, "config": moe.method_config.to_dict(), "model": lm.name,
                "tasks": [t.name for t in task_objs], "experts": list(experts or [])}
         stats = train_adapter(moe, lm.tokenizer, features, hp, work, description=method, progress=progress,
-                              task_batches=task_batches, fingerprint=run, precision=prec)
+                              task_batches=task_batches, fingerprint=run, precision=prec, val_features=val_features)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
                           "examples": stats.examples, "task_batches": task_batches,
                           "adapted": adapted_modules(moe.method_config.modules or ())},
                 "hparams": hp.to_dict(), "model": lm.name, "precision": prec.to_dict()}
         if stats.history:
             info["train"]["history"] = stats.history
+        if stats.val_history:
+            info["train"]["val_loss"] = stats.val_history
         # json_safe: the checkpoint's JSON stays strict even if a router statistic in the history is NaN
         moe.save_pretrained(out, extra=json_safe(info), extra_dirs={"tensorboard": work / "runs"})
     finally:

@@ -54,6 +54,11 @@ class LoRAHparams:
             (`training_precision`).
         checkpoint_steps: Save a resumable trainer checkpoint every N steps (None: never).
         report_to: "none" or "tensorboard" (loss, learning rate and router statistics per logging step).
+        val_every: Measure the answer-only loss on the validation split every N optimiser steps and after the
+            last step (None: never). It shows whether training has converged; it changes no trained weight
+            (no training randomness is used, so the training losses are the same with and without it).
+        val_examples: Validation examples per task when `val_every` is set: the first N of the task's
+            validation split in its stable (id) order; a multi-task run measures N of every task.
     """
 
     rank: PositiveInt = field(default=8, metadata={"help": "LoRA rank r."})
@@ -74,15 +79,25 @@ class LoRAHparams:
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     checkpoint_steps: PositiveInt | None = None
     report_to: Literal["none", "tensorboard"] = "none"
+    val_every: PositiveInt | None = field(default=None, metadata={"help": "Validation loss every N steps."})
+    val_examples: PositiveInt = field(default=64, metadata={"help": "Validation examples per task."})
 
-    # fields that change logging or checkpointing, not the trained weights: adapters differing only here share a library
-    LOGGING_FIELDS = frozenset({"report_to", "checkpoint_steps"})
+    # fields that change logging or checkpointing, not the trained weights: adapters differing only here share a
+    # library, and a checkpoint trained with other values of them is resumed
+    LOGGING_FIELDS = frozenset({"report_to", "checkpoint_steps", "val_every", "val_examples"})
+    # the validation settings: not in `to_dict` while validation is off (`val_every` None), so every dict
+    # written before they existed (cell ids, library entries, checkpoint fingerprints) stays the same
+    VALIDATION_FIELDS = frozenset({"val_every", "val_examples"})
 
     def __post_init__(self) -> None:
         check_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON data, but the `VALIDATION_FIELDS` only when validation is on."""
         out = dataclasses.asdict(self)
+        if self.val_every is None:
+            for name in self.VALIDATION_FIELDS:
+                del out[name]
         if isinstance(self.target_modules, tuple):
             out["target_modules"] = list(self.target_modules)
         return out

@@ -1,13 +1,18 @@
 """Train one LoRA on one task with HF Trainer: loss on answer tokens only, logits only where loss is taken.
 
-Each training example is the prompt followed by its answer (the correct choice, or the first target
-plus EOS for generation), split into tokens exactly as the evaluation scores it (lm-eval's
-`_encode_pair`). Labels are -100 on the prompt, so only answer tokens carry loss; and because the
-LM head is the most expensive matmul of a small model (vocab x hidden per position), the trainer asks
-the model for logits only at the positions whose next token is an answer token (`logits_to_keep`).
-Mixed precision is autocast around the forward (`loralab.utils.precision`): parameters, gradients and
-optimizer state stay fp32, and fp32 runs no autocast at all. Everything else (gradient accumulation,
-fp16 loss scaling, multi-GPU, checkpoints) is HF Trainer's.
+The features (`loralab.training.features`: prompt + answer, labels only on the answer) and the loss
+(`loralab.training.loss`: logits only at the positions that predict an answer token) have their own
+modules; their names are re-exported here. Mixed precision is autocast around the forward
+(`loralab.utils.precision`): parameters, gradients and optimizer state stay fp32, and fp32 runs no autocast
+at all. Everything else (gradient accumulation, fp16 loss scaling, multi-GPU, checkpoints, the validation
+loop) is HF Trainer's.
+
+Validation (`val_every`): HF's evaluation loop every N steps and after the last one, on validation features
+encoded like the training ones. Its loss is the token-weighted mean of the same answer-token cross-entropy
+over the whole validation set (HF's own `eval_loss` would average per-batch means, which depends on the
+batching), without the auxiliary router loss. It runs with the model in eval mode (no dropout) and with
+every random generator restored afterwards (the evaluation dataloader draws a seed from torch's global
+generator on each pass), so training with validation takes exactly the steps it takes without.
 """
 
 from __future__ import annotations
@@ -15,28 +20,33 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
-import torch.nn.functional as F
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import EvalPrediction, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-from loralab.data.schema import Example, Task
-from loralab.errors import ConfigError, TaskFormatError, TrainingDivergedError
-from loralab.eval.loglik import encode_pair, prefix_token_id
+from loralab.errors import ConfigError, TrainingDivergedError
 from loralab.training.checkpoints import (CHECKPOINT_PREFIX, CHECKPOINT_STATE, RUN_FILE, checkpoint_dirs,
                                          latest_checkpoint, non_finite_parameters, resumable_checkpoint,
                                          run_fingerprint)
+from loralab.training.features import IGNORE, ROUTING_KEYS, PadCollator, training_features
 from loralab.training.hparams import LoRAHparams, training_precision
+from loralab.training.loss import answer_only_loss, answer_token_losses
+from loralab.training.progress import RichProgressCallback
 from loralab.utils.io import atomic_write_json, fsync_tree, read_json
 from loralab.utils.precision import Precision, resolve_precision
 
+__all__ = ["IGNORE", "ROUTING_KEYS", "AnswerOnlyTrainer", "PadCollator", "StepLogs", "TrainStats", "answer_only_loss",
+           "train_adapter", "trainer_device", "training_arguments", "training_features"]
+
 logger = logging.getLogger(__name__)
-IGNORE = -100
 
 
 @runtime_checkable
@@ -50,83 +60,14 @@ class StepLogs(Protocol):
     def step_logs(self) -> dict[str, float]: ...
 
 
-def training_features(task: Task, tokenizer, hp: LoRAHparams, examples: Sequence[Example] | None = None) -> list[dict]:
-    """Tokenised (input_ids, labels) for the task's train split, answers only in the labels."""
-    examples = list(examples if examples is not None else task.split("train"))
-    if hp.max_train_examples is not None:
-        examples = examples[: hp.max_train_examples]
-    prefix = prefix_token_id(tokenizer)
-    features = []
-    for ex in examples:
-        prompt = task.prompt(ex)
-        ctx, answer = encode_pair(tokenizer, prompt, ex.demonstration_answer(), prefix)
-        if task.kind == "generation" and tokenizer.eos_token_id is not None:
-            answer = answer + [tokenizer.eos_token_id]
-        if not answer:  # an empty target and no EOS to append: every label would be masked (no loss, NaN)
-            raise TaskFormatError(f"task {task.name!r}, example {ex.id!r}: its answer "
-                                  f"{ex.demonstration_answer()!r:.40} has no token to train on")
-        answer = answer[: hp.max_length - 1]  # max_length >= 2 (LoRAHparams), so one answer token always stays
-        ctx = ctx[-(hp.max_length - len(answer)):]
-        features.append({"input_ids": ctx + answer, "labels": [IGNORE] * len(ctx) + answer})
-    return features
-
-
-ROUTING_KEYS = ("task_ids", "task_types")  # per-sample routing context that LoRA-MoE models take from the batch
-
-
-@dataclass
-class PadCollator:
-    """Right-pads a batch; labels are padded with -100 so padding never carries loss.
-
-    Features may carry `task_ids` / `task_types` (ints); they become (B,) tensors for routing.
-    """
-
-    pad_token_id: int
-
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        ids, labels, mask = [], [], []
-        for f in features:
-            pad = longest - len(f["input_ids"])
-            ids.append(f["input_ids"] + [self.pad_token_id] * pad)
-            labels.append(f["labels"] + [IGNORE] * pad)
-            mask.append([1] * len(f["input_ids"]) + [0] * pad)
-        batch = {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
-        for key in ROUTING_KEYS:
-            if key in features[0]:
-                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
-        return batch
-
-
-def answer_only_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], num_items: torch.Tensor | int | None):
-    """Summed CE over answer tokens / num_items, with logits computed only at positions that predict them.
-
-    Returns (loss, number of scored tokens, auxiliary loss or None). Positions are the union over the batch
-    (the model takes one index list for all rows); rows with no answer at a kept position contribute
-    nothing there. Routing keys in the batch go to the model; a LoRA-MoE model returns its auxiliary loss
-    in `output.aux_loss`.
-    """
-    labels = inputs["labels"]
-    next_labels = labels[:, 1:]
-    keep = (next_labels != IGNORE).any(dim=0).nonzero().squeeze(1)
-    routing = {k: inputs[k] for k in ROUTING_KEYS if k in inputs}
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep, **routing)
-    targets = next_labels[:, keep]
-    logits = out.logits.float()
-    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
-                               reduction="sum")
-    n_tokens = (targets != IGNORE).sum()
-    loss = loss_sum / (num_items if num_items is not None else n_tokens.clamp(min=1))
-    return loss, n_tokens, out.get("aux_loss")
-
-
 class AnswerOnlyTrainer(Trainer):
     """HF Trainer with `answer_only_loss`; the loss is already normalised over the accumulated batch.
 
     Reliability on top of Trainer: every optimiser step's loss is recorded (`step_losses`) and a NaN/inf
     loss stops training with `TrainingDivergedError` before anything is saved at that step; a checkpoint is
     written only from finite weights and counts as complete only once `CHECKPOINT_STATE` is in it (written
-    last, with the step losses so far); older checkpoints are removed only after that.
+    last, with the step losses so far); older checkpoints are removed only after that. With an `eval_dataset`,
+    each validation loss is recorded in `val_history` (see the module docstring).
     """
 
     def __init__(self, *args: Any, batch_sampler=None, precision: Precision | None = None, **kwargs: Any) -> None:
@@ -138,6 +79,7 @@ class AnswerOnlyTrainer(Trainer):
         self._batch_sampler = batch_sampler
         self.method_history: list[dict[str, float]] = []
         self.step_losses: list[float] = []
+        self.val_history: list[dict[str, float]] = []
         self._step_loss: torch.Tensor | None = None
         self.add_callback(_DivergenceGuard(self))
 
@@ -175,7 +117,8 @@ class AnswerOnlyTrainer(Trainer):
         fsync_tree(folder)
         atomic_write_json(folder / CHECKPOINT_STATE, {"global_step": self.state.global_step,
                                                       "step_losses": self.step_losses,
-                                                      "method_history": self.method_history})
+                                                      "method_history": self.method_history,
+                                                      "val_history": self.val_history})
         for other in checkpoint_dirs(folder.parent):
             if other != folder:  # only now that the new one is complete
                 shutil.rmtree(other, ignore_errors=True)
@@ -193,7 +136,11 @@ class AnswerOnlyTrainer(Trainer):
         """Add the router statistics averaged since the last log and the method's own statistics.
 
         They reach TensorBoard with the loss; the method statistics are also kept in `method_history`.
+        An evaluation's log carries its metrics only (training statistics stay for the next training log).
         """
+        if any(key.startswith("eval_") for key in logs):
+            super().log(logs, *args, **kwargs)
+            return
         if self._router_count:
             logs.update({k: v / self._router_count for k, v in self._router_sums.items()})
             self._router_sums, self._router_count = {}, 0
@@ -232,6 +179,44 @@ class AnswerOnlyTrainer(Trainer):
         return (loss, None) if return_outputs else loss
 
 
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """HF's evaluation, with every random generator as it was before it; its loss goes to `val_history`."""
+        with kept_rng_state():
+            metrics = super().evaluate(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        if f"{prefix}_loss" in metrics:
+            self.val_history.append({"step": self.state.global_step, "loss": float(metrics[f"{prefix}_loss"])})
+        return metrics
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
+        # per row: summed answer-token CE as the "predictions", answer-token count as the "labels", so that
+        # `token_mean_loss` weighs every token alike and multi-process gathering keeps one entry per example
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.precision.autocast():
+            sums, counts = answer_token_losses(model, inputs)
+        return None, sums.detach(), counts
+
+
+def token_mean_loss(prediction: EvalPrediction) -> dict[str, float]:
+    """The validation loss: summed answer-token CE over all validation examples / their answer tokens."""
+    total = float(np.sum(prediction.predictions, dtype=np.float64))
+    tokens = int(np.sum(prediction.label_ids))
+    return {"loss": total / max(tokens, 1)}
+
+
+@contextmanager
+def kept_rng_state() -> Iterator[None]:
+    """Restore torch's (CPU and this process's CUDA device), Python's and NumPy's random state on exit."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 class _DivergenceGuard(TrainerCallback):
     """Hands each finished optimiser step to the trainer, which records its loss or stops on NaN/inf."""
 
@@ -242,47 +227,6 @@ class _DivergenceGuard(TrainerCallback):
         self.trainer.end_step(state.global_step)
 
 
-class RichProgressCallback(TrainerCallback):
-    """A rich progress bar over optimiser steps, with the latest loss."""
-
-    def __init__(self, description: str, enabled: bool = True) -> None:
-        self.description = description
-        self.enabled = enabled
-        self._progress = None
-        self._task = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        import sys
-
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        if self.enabled and sys.stderr.isatty():
-            from loralab.utils.progress import _console
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[loss]}"), TimeRemainingColumn(), console=_console)
-            self._progress.start()
-            self._task = self._progress.add_task(self.description, total=state.max_steps, loss="")
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self._progress is not None:
-            self._progress.update(self._task, completed=state.global_step)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            if self._progress is not None:
-                self._progress.update(self._task, loss=f"loss {logs['loss']:.3f}")
-            logger.debug("%s step %d loss %.4f", self.description, state.global_step, logs["loss"])
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.close()
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
 def trainer_device() -> str:
     """Where HF Trainer runs the model: CUDA when there is one, else the CPU (`use_cpu`), whatever it was given on."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -291,7 +235,8 @@ def trainer_device() -> str:
 def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_examples: int,
                        precision: Precision | None = None) -> TrainingArguments:
     """HF TrainingArguments for `hp`. bf16 is never asked of HF: `AnswerOnlyTrainer` autocasts the forward itself
-    (so a CPU run autocasts too, and fp32 stays free of any autocast); fp16 is, for its loss scaler."""
+    (so a CPU run autocasts too, and fp32 stays free of any autocast); fp16 is, for its loss scaler.
+    `val_every` sets HF's step-wise evaluation (it also evaluates after the last step), batched like training."""
     cuda = torch.cuda.is_available()
     if precision is None:
         precision = training_precision(None, hp, trainer_device())
@@ -308,6 +253,9 @@ def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_exam
         logging_steps=max(1, steps // 20),
         save_strategy="steps" if hp.checkpoint_steps else "no",
         save_steps=hp.checkpoint_steps or 500,
+        eval_strategy="steps" if hp.val_every is not None else "no",
+        eval_steps=hp.val_every,
+        per_device_eval_batch_size=hp.batch_size,
         save_total_limit=None,  # AnswerOnlyTrainer removes older checkpoints once a new one is complete
         report_to=hp.report_to,
         seed=hp.seed,
@@ -328,6 +276,7 @@ class TrainStats:
     seconds: float
     examples: int
     history: list[dict[str, float]] = field(default_factory=list)  # method statistics per logging step
+    val_history: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss"} per validation (val_every)
 
 
 def check_context(model: torch.nn.Module, features: Sequence[dict], hp: LoRAHparams) -> None:
@@ -347,7 +296,7 @@ def check_context(model: torch.nn.Module, features: Sequence[dict], hp: LoRAHpar
 def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: LoRAHparams,
                   work_dir: str | os.PathLike[str], *, description: str = "training", progress: bool = True,
                   task_batches: bool = False, fingerprint: Mapping[str, Any] | None = None,
-                  precision: Precision | None = None) -> TrainStats:
+                  precision: Precision | None = None, val_features: Sequence[dict] | None = None) -> TrainStats:
     """Train the (PEFT-wrapped) `model` in place; resumes from a checkpoint in `work_dir` if there is one.
 
     `task_batches`: one-task batches drawn by task size (`TaskBatchSampler`; features carry `task_ids`).
@@ -356,12 +305,19 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
     result then equals an uninterrupted run's (same seed, deterministic kernels).
     `precision`: the autocast of the forward (None: `hp.mixed_precision`, else fp32 where bf16 is not native);
     a checkpoint of another precision is not resumed.
+    `val_features` (required when `hp.val_every` is set, else refused): what the validation loss is measured on
+    (`validation_features`, with the same routing keys as `features`); the records are `TrainStats.val_history`.
+    Validation changes no weight, so it is not part of what a resumed checkpoint must match.
 
     Raises:
         TrainingDivergedError: a NaN/inf loss or weight; nothing is saved from that step on, and the last
             complete checkpoint (if any) stays in `work_dir`.
     """
-    check_context(model, features, hp)
+    if hp.val_every is not None and not val_features:
+        raise ConfigError(f"val_every: {hp.val_every} is set, but this training path was given no validation examples")
+    if hp.val_every is None and val_features:
+        raise ValueError("val_features were given but hp.val_every is None: nothing would measure them")
+    check_context(model, [*features, *(val_features or [])], hp)
     device = trainer_device()
     if precision is None:
         precision = training_precision(None, hp, device)
@@ -381,8 +337,9 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
 
         sampler = TaskBatchSampler([f["task_ids"] for f in features], hp.batch_size, seed=hp.seed)
     bar = RichProgressCallback(description, progress)
+    validation = {"eval_dataset": list(val_features), "compute_metrics": token_mean_loss} if val_features else {}
     trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=features, data_collator=PadCollator(pad),
-                                callbacks=[bar], batch_sampler=sampler, precision=precision)
+                                callbacks=[bar], batch_sampler=sampler, precision=precision, **validation)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; the rich bar shows the loss
     resume = None
     if resume_dir is not None:
@@ -391,6 +348,7 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
         state = read_json(resume_dir / CHECKPOINT_STATE, what="trainer checkpoint state")
         trainer.step_losses = [float(v) for v in state.get("step_losses", [])]
         trainer.method_history = list(state.get("method_history", []))
+        trainer.val_history = list(state.get("val_history", []))
     try:
         result = trainer.train(resume_from_checkpoint=resume)
     finally:
@@ -405,4 +363,4 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
         else float(result.training_loss)
     return TrainStats(steps=result.global_step, train_loss=train_loss,
                       seconds=float(result.metrics.get("train_runtime", 0.0)), examples=len(features),
-                      history=trainer.method_history)
+                      history=trainer.method_history, val_history=trainer.val_history)

@@ -164,6 +164,7 @@ def train_peft_lora(request, description: str) -> dict[str, Any]:
     from peft import get_peft_model
 
     from loralab.library.build import lora_config
+    from loralab.training.features import validation_features
     from loralab.training.trainer import train_adapter, training_features
 
     lm, hp = request.lm, request.hparams
@@ -171,12 +172,16 @@ def train_peft_lora(request, description: str) -> dict[str, Any]:
     work = request.out.with_name(f".{request.out.name}.work")
     try:
         features = [f for task in request.tasks for f in training_features(task, lm.tokenizer, hp)]
+        val_features = ([f for task in request.tasks for f in validation_features(task, lm.tokenizer, hp)]
+                        if hp.val_every is not None else None)
         stats = train_adapter(peft_model, lm.tokenizer, features, hp, work, description=description,
                               progress=request.progress, fingerprint={"method": request.method, "model": lm.name},
-                              precision=request.precision)
+                              precision=request.precision, val_features=val_features)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
                           "examples": stats.examples}, "hparams": hp.to_dict(), "model": lm.name, "source": "trained",
                 "precision": request.precision.to_dict()}
+        if stats.val_history:
+            info["train"]["val_loss"] = stats.val_history
         save_peft_adapter(peft_model, request.out, provenance(request, info))
     finally:
         lm.model = peft_model.unload()
