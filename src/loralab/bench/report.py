@@ -4,7 +4,9 @@
 
 The database holds the plan (the cell ids of the config that last ran), so the report covers exactly
 that grid, says how many of its cells are done or failed, and ignores rows of earlier configs that
-share the database. Tables and findings are computed per model.
+share the database. Tables and findings are computed per model and per precision: each section's heading
+names the precision its cells ran in, and when rows of several precisions are reported (a database without
+a plan, or one whose plan mixes them) each gets its own section, so fp32 and bf16 scores are never pooled.
 
 The database is only read (opened read-only). The report folder must be absent, empty or a report
 loralab wrote: a folder holding anything else is refused before anything is written.
@@ -63,11 +65,8 @@ def write_report(store: Store | str | Path, out: str | Path | None = None) -> Pa
     blocks: list[Any] = [f"{TITLE} {meta.get('name') or 'bench'}", _summary(rows, failures, plan, config)]
     models = list(dict.fromkeys([*(config.get("models") or []), *sorted({r["model"] for r in rows})]))
     mark_output(out_dir, OUTPUT_KIND)  # before the first figure is written
-    for model in models:
-        model_rows = [r for r in rows if r["model"] == model]
-        if model_rows:
-            prefix = "" if len(models) == 1 else f"{_slug(model)}-"
-            blocks += _model_section(model, model_rows, seeds, strategies, out_dir, prefix, len(models) > 1)
+    for title, part, prefix in _sections(rows, models):
+        blocks += _model_section(title, part, seeds, strategies, out_dir, prefix)
     blocks += _provenance(rows, failures)
     atomic_write_text(out_dir / "report.md", _markdown(blocks))
     atomic_write_text(out_dir / "report.html", _html(blocks, meta.get("name") or "bench"))
@@ -95,8 +94,21 @@ def _summary(rows: list[dict], failures: list[dict], plan: set[str], config: dic
               + f"seeds: {joined('seeds')}."),
              (f"Protocol: every method {how} with the same hyperparameters ({hparams}), "
               f"then is scored on {scope} of the {ev.get('split', 'test')} split (primary metric)."),
-             _experts_sentence(config)]
+             _experts_sentence(config), _precision_sentence(rows, config)]
     return " ".join(p for p in parts if p)
+
+
+def _precision_sentence(rows: list[dict], config: dict[str, Any]) -> str:
+    """The precision the cells ran in (resolved from the config's `precision`), or that several are reported apart."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[T.row_precision(r)] = counts.get(T.row_precision(r), 0) + 1
+    requested = f" (requested: {config['precision']})" if config.get("precision") else ""
+    if len(counts) <= 1:
+        return f"Precision: {next(iter(counts), 'fp32')}{requested}."
+    shown = ", ".join(f"{p} ({n} cells)" for p, n in sorted(counts.items(), key=lambda kv: (kv[0] != "fp32", kv[0])))
+    return (f"Precisions: {shown}{requested}; each has its own section below, and scores of different precisions "
+            "are never averaged together.")
 
 
 def _experts_sentence(config: dict[str, Any]) -> str:
@@ -116,12 +128,27 @@ def _experts_sentence(config: dict[str, Any]) -> str:
     return text + (f" {', '.join(refs)}." if refs else "")
 
 
-def _model_section(model: str, rows: list[dict], seeds: list[int], strategies: list[str], out_dir: Path,
-                   prefix: str, several: bool) -> list[Any]:
+def _sections(rows: list[dict], models: list[str]) -> list[tuple[str, list[dict], str]]:
+    """(heading, rows, figure file prefix) per model and precision, fp32 first; prefixes only where needed."""
+    names = sorted({T.row_precision(r) for r in rows}, key=lambda p: (p != "fp32", p))
+    out = []
+    for model in models:
+        for precision in names:
+            part = [r for r in rows if r["model"] == model and T.row_precision(r) == precision]
+            if part:
+                prefix = "" if len(models) == 1 else f"{_slug(model)}-"
+                prefix += "" if len(names) == 1 else f"{precision}-"
+                out.append((f"{model if len(models) > 1 else 'Results'} (precision {precision})", part, prefix))
+    return out
+
+
+def _model_section(title: str, rows: list[dict], seeds: list[int], strategies: list[str], out_dir: Path,
+                   prefix: str) -> list[Any]:
+    """The findings, tables and figures of one model's rows of one precision."""
     recs = T.records(rows, seeds)
     ks = sorted({r.k for r in recs if r.k is not None})
     n = len(seeds)
-    blocks: list[Any] = [f"## {model}" if several else "## Results"]
+    blocks: list[Any] = [f"## {title}"]
     blocks += ["### Findings", "\n".join(f"- {f}" for f in findings(recs, rows, strategies))]
     blocks.append(T.overall_table(recs, n))
     blocks.append(T.method_task_table(recs, n, show_k=len(ks) > 1))
