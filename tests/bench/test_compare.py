@@ -65,8 +65,19 @@ def test_single_seed_table_keeps_its_format(tmp_path):
     text = write_table(records, tmp_path)
     assert text == ("| method | t1 | t2 | average |\n|---|---|---|---|\n"
                     "| a | 0.500 | **0.250** | 0.375 |\n| b | **0.750** |  | **0.750** |\n\n"
-                    "Primary metric per task on the test split (n=10); best per column in bold.\n")
+                    "Primary metric per task on the test split (n=10); precision fp32; best per column in bold.\n")
     assert json.loads((tmp_path / "results.json").read_text()) == records
+
+
+def test_records_of_two_precisions_get_a_row_each(tmp_path):
+    """fp32 and bf16 scores of one method are distinct cells: shown apart, never averaged into one number."""
+    records = [{**_record("a", "t1", 0.5, seed=0), "precision": "fp32"},
+               {**_record("a", "t1", 0.7, seed=0), "precision": "bf16"}, _record("b", "t1", 0.6, seed=0)]
+    text = write_table(records, tmp_path)
+    assert _row(text, "a · fp32") == ["0.500", "0.500"] and _row(text, "a · bf16") == ["**0.700**", "**0.700**"]
+    assert _row(text, "b · fp32") == ["0.600", "0.600"]  # a record without a precision ran fp32
+    assert "precisions fp32, bf16: each row names its own, and rows of different precisions are never averaged" \
+        in text
 
 
 def test_seeds_table_shows_mean_and_sample_std(tmp_path):

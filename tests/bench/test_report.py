@@ -111,3 +111,34 @@ def test_report_covers_the_plan_only(store, tmp_path):
     store.put(_row("stale", "t1", 0, 0.9))  # a row of an earlier config sharing the database
     md = write_report(store, tmp_path / "r").read_text()
     assert "stale" not in md and "26 of 26 cells done" in md
+
+
+def test_rows_of_two_precisions_get_a_section_each_and_are_never_pooled(tmp_path):
+    rows = []
+    for precision, score in (("fp32", 0.5), ("bf16", 0.7)):
+        for seed in (0, 1):
+            row = _row("moe", "t1", seed, score)
+            row["cell_id"] += f"-{precision}"  # bf16 cells have ids of their own; fp32 protocols do not name it
+            row["config"] = {"protocol": {} if precision == "fp32" else {"precision": precision}}
+            rows.append(row)
+    assert [T.row_precision(r) for r in rows] == ["fp32", "fp32", "bf16", "bf16"]
+    assert {r.precision for r in T.records(rows, [0, 1])} == {"fp32", "bf16"}
+    with Store(tmp_path / "bench.sqlite") as db:
+        for row in rows:
+            db.put(row)
+        db.set_meta("bench", {"name": "mixed", "plan": [r["cell_id"] for r in rows], "seeds": [0, 1],
+                              "config": {"models": ["m"], "methods": ["moe"], "seeds": [0, 1], "precision": "auto"}})
+        md = write_report(db, tmp_path / "report").read_text()
+    assert "Precisions: fp32 (2 cells), bf16 (2 cells) (requested: auto); each has its own section" in md
+    fp32, bf16 = md.split("## Results (precision fp32)")[1].split("## Results (precision bf16)")
+    assert "| moe | 0.500 ± 0.000 |" in fp32 and "0.700" not in fp32
+    assert "| moe | 0.700 ± 0.000 |" in bf16.split("## Provenance")[0]
+    assert "0.600" not in md  # the pooled mean of the two precisions appears nowhere
+    for png in ("fp32-methods.png", "bf16-methods.png"):
+        assert (tmp_path / "report" / png).is_file()
+
+
+def test_one_precision_is_named_once_in_the_summary_and_the_heading(store, tmp_path):
+    md = write_report(store, tmp_path / "r").read_text()  # synthetic rows from before precisions: fp32
+    assert "Precision: fp32." in md and md.count("## Results (precision fp32)") == 1
+    assert (tmp_path / "r" / "methods.png").is_file()  # one precision: file names as before

@@ -210,6 +210,25 @@ def test_task_routing_argument(peft_adapters, tmp_path):
         LoralabLM(pretrained="tiny-llama", adapter=str(peft_adapters[0]), task="t0", device="cpu")
 
 
+def test_precision_model_arg_defaults_to_fp32_and_autocasts_otherwise(exported, base_results):
+    """precision= is loralab's `--precision`; its default is fp32 (not auto), so the parity above stays exact."""
+    from loralab.errors import ConfigError
+
+    assert base_results["config"]["loralab_precision"] == "fp32"
+    results, _ = lm_eval_run(exported, "pretrained=tiny-llama,precision=fp32")
+    assert logliks(results) == logliks(base_results)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    plain = LoralabLM(pretrained="tiny-llama", device="cpu")
+    bf16 = LoralabLM(pretrained="tiny-llama", device="cpu", precision="bf16")
+    assert plain.precision.name == "fp32" and plain._model_call(ids).dtype == torch.float32
+    assert bf16.get_model_info()["loralab_precision"] == "bf16" and bf16._model_call(ids).dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # autocast, not cast weights
+    with pytest.raises(UserInputError, match="mixed_precision_dtype= is HFLM's; .* takes precision="):
+        LoralabLM(pretrained="tiny-llama", device="cpu", mixed_precision_dtype="bfloat16")
+    with pytest.raises(ConfigError, match="precision: 'half' is not one of auto, fp32, bf16, fp16"):
+        LoralabLM(pretrained="tiny-llama", device="cpu", precision="half")
+
+
 def test_token_routed_checkpoint_needs_no_task(peft_adapters, tmp_path):
     ckpt = method_checkpoint("loramoe", tmp_path / "multi", peft_adapters, tasks=("t0", "t1"))
     lm = LoralabLM(pretrained="tiny-llama", adapter=str(ckpt), device="cpu")

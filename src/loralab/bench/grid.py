@@ -204,10 +204,18 @@ def resolve_config_path(spec: str | os.PathLike[str] | None) -> Path:
     raise UnknownNameError("benchmark config (a YAML file or a shipped name)", str(spec), SHIPPED)
 
 
-def load_bench(spec: str | os.PathLike[str] | None = None) -> Bench:
-    """Read, resolve and check a config; every name, option and size is validated before any work."""
+def load_bench(spec: str | os.PathLike[str] | None = None, *, precision: str | None = None) -> Bench:
+    """Read, resolve and check a config; every name, option and size is validated before any work.
+
+    `precision` (a front-end's `--precision`) replaces the config's `precision` key before the checks, so the
+    override is validated, resolved and recorded (in the cell ids and the database's config) like the key;
+    None keeps the config's value.
+    """
     path = resolve_config_path(spec)
-    return bench_from_mapping(read_yaml_mapping(path), where=str(path), base_dir=path.parent)
+    data = read_yaml_mapping(path)
+    if precision is not None and isinstance(data, Mapping):
+        data = {**data, "precision": precision}
+    return bench_from_mapping(data, where=str(path), base_dir=path.parent)
 
 
 def bench_from_mapping(data: Mapping[str, Any], where: str = "config", base_dir: Path | None = None, *,

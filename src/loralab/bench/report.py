@@ -5,8 +5,11 @@
 
 The database holds the plan (the cell ids of the config that last ran), so the report covers exactly
 that grid, says how many of its cells are done or failed, and ignores rows of earlier configs that
-share the database. The findings are the claims (`findings`, `claims`) over all of it; the tables are
-per model, means without ranking words or bold.
+share the database. The findings are the claims (`findings`, `claims`); the tables are means without
+ranking words or bold. Both are computed per precision and the tables per model: each section's heading
+names the precision its cells ran in, and when rows of several precisions are reported (a database without
+a plan, or one whose plan mixes them) each gets its own findings and sections, so fp32 and bf16 scores are
+never pooled or paired.
 
 The input is only read (a database is opened read-only). The same input gives the same report.md and
 report.html byte for byte: nothing in them depends on the time or place the report is written (the
@@ -71,13 +74,13 @@ def write_report(source: Store | BenchData | str | os.PathLike[str], out: str | 
     blocks: list[Any] = [f"{TITLE} {meta.get('name') or 'bench'}", _summary(rows, failures, plan, config)]
     models = list(dict.fromkeys([*(config.get("models") or []), *sorted({r["model"] for r in rows})]))
     mark_output(out_dir, OUTPUT_KIND)  # before the first figure is written
-    if rows:
-        blocks += _findings(config, rows, data.outcomes, out_dir)
-    for model in models:
-        model_rows = [r for r in rows if r["model"] == model]
-        if model_rows:
-            prefix = "" if len(models) == 1 else f"{_slug(model)}-"
-            blocks += _model_section(model, model_rows, seeds, strategies, out_dir, prefix, len(models) > 1)
+    precisions = sorted({T.row_precision(r) for r in rows}, key=lambda p: (p != "fp32", p))
+    for precision in precisions:
+        part = [r for r in rows if T.row_precision(r) == precision]
+        suffix = "" if len(precisions) == 1 else f"-{precision}"
+        blocks += _findings(config, part, data.outcomes, out_dir, suffix)
+    for title, part, prefix in _sections(rows, models):
+        blocks += _model_section(title, part, seeds, strategies, out_dir, prefix)
     blocks += _provenance(rows, failures)
     atomic_write_text(out_dir / "report.md", _markdown(blocks))
     atomic_write_text(out_dir / "report.html", _html(blocks, meta.get("name") or "bench"))
@@ -105,8 +108,21 @@ def _summary(rows: list[dict], failures: list[dict], plan: set[str], config: dic
               + f"seeds: {joined('seeds')}."),
              (f"Protocol: every method {how} with the same hyperparameters ({hparams}), "
               f"then is scored on {scope} of the {ev.get('split', 'test')} split (primary metric)."),
-             _experts_sentence(config)]
+             _experts_sentence(config), _precision_sentence(rows, config)]
     return " ".join(p for p in parts if p)
+
+
+def _precision_sentence(rows: list[dict], config: dict[str, Any]) -> str:
+    """The precision the cells ran in (resolved from the config's `precision`), or that several are reported apart."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[T.row_precision(r)] = counts.get(T.row_precision(r), 0) + 1
+    requested = f" (requested: {config['precision']})" if config.get("precision") else ""
+    if len(counts) <= 1:
+        return f"Precision: {next(iter(counts), 'fp32')}{requested}."
+    shown = ", ".join(f"{p} ({n} cells)" for p, n in sorted(counts.items(), key=lambda kv: (kv[0] != "fp32", kv[0])))
+    return (f"Precisions: {shown}{requested}; each has its own section below, and scores of different precisions "
+            "are never averaged together.")
 
 
 def _experts_sentence(config: dict[str, Any]) -> str:
@@ -126,25 +142,41 @@ def _experts_sentence(config: dict[str, Any]) -> str:
     return text + (f" {', '.join(refs)}." if refs else "")
 
 
-def _findings(config: dict[str, Any], rows: list[dict], outcomes: Any, out_dir: Path) -> list[Any]:
+def _findings(config: dict[str, Any], rows: list[dict], outcomes: Any, out_dir: Path,
+              suffix: str = "") -> list[Any]:
     """The claims table, one verdict sentence per claim, the forest plot, and how noisy one cell is."""
     results, declared = claim_results(config, rows, outcomes)
-    blocks: list[Any] = ["## Findings"]
+    blocks: list[Any] = [f"## Findings (precision {suffix[1:]})" if suffix else "## Findings"]
     if results:
         blocks.append(claim_table(results, declared))
     blocks.append("\n".join(f"- {line}" for line in [*claim_sentences(results), noise(rows)]))
-    forest = write_forest(results, out_dir / "claims.png")
+    forest = write_forest(results, out_dir / f"claims{suffix}.png")
     if forest is not None:
         blocks.append(("image", forest.name))
     return blocks
 
 
-def _model_section(model: str, rows: list[dict], seeds: list[int], strategies: list[str], out_dir: Path,
-                   prefix: str, several: bool) -> list[Any]:
+def _sections(rows: list[dict], models: list[str]) -> list[tuple[str, list[dict], str]]:
+    """(heading, rows, figure file prefix) per model and precision, fp32 first; prefixes only where needed."""
+    names = sorted({T.row_precision(r) for r in rows}, key=lambda p: (p != "fp32", p))
+    out = []
+    for model in models:
+        for precision in names:
+            part = [r for r in rows if r["model"] == model and T.row_precision(r) == precision]
+            if part:
+                prefix = "" if len(models) == 1 else f"{_slug(model)}-"
+                prefix += "" if len(names) == 1 else f"{precision}-"
+                out.append((f"{model if len(models) > 1 else 'Results'} (precision {precision})", part, prefix))
+    return out
+
+
+def _model_section(title: str, rows: list[dict], seeds: list[int], strategies: list[str], out_dir: Path,
+                   prefix: str) -> list[Any]:
+    """The tables and figures of one model's rows of one precision."""
     recs = T.records(rows, seeds)
     ks = sorted({r.k for r in recs if r.k is not None})
     n = len(seeds)
-    blocks: list[Any] = [f"## {model}" if several else "## Results"]
+    blocks: list[Any] = [f"## {title}"]
     blocks.append(T.without_bold(T.overall_table(recs, n)))
     blocks.append(T.without_bold(T.method_task_table(recs, n, show_k=len(ks) > 1)))
     if any(r.strategy for r in recs):

@@ -6,10 +6,15 @@ tasks, strategies, ...), then take mean and sample std (ddof=1) of those per-see
 ± of an average is the seed-to-seed spread of that average, not a mix of task and seed variation.
 Seed-free cells (`base`, the library's own `lora`) count once per seed with the same score. Tables
 are data (`Table`) so the Markdown and the HTML report render the same numbers.
+
+Each record carries the precision its cell ran in (`row_precision`). The report gives each precision
+its own section, and the comparison table gives a method one row per precision when they differ, so
+fp32 and bf16 scores are never averaged together (they are distinct cells, and bf16's numbers differ).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -40,14 +45,32 @@ class Rec:
     target: str
     seed: int | None  # None only in comparison records from before seeds were recorded
     score: float
+    precision: str = "fp32"  # the resolved name its cell ran in
+
+
+def row_precision(row: dict[str, Any]) -> str:
+    """The precision a database row's cell ran in: its protocol names it unless fp32 (`plan.protocol`); rows of
+    databases from before precisions were recorded ran fp32."""
+    config = row.get("config")
+    protocol = config.get("protocol") if isinstance(config, dict) else None
+    if isinstance(protocol, dict) and isinstance(protocol.get("precision"), str):
+        return protocol["precision"]
+    return "fp32"
 
 
 def records(rows: Iterable[dict[str, Any]], seeds: Sequence[int]) -> list[Rec]:
     out = []
     for r in rows:
         for seed in ([r["seed"]] if r["seed"] is not None else seeds):
-            out.append(Rec(r["model"], r["method"], r["strategy"], r["k"], r["target"], seed, float(r["score"])))
+            out.append(Rec(r["model"], r["method"], r["strategy"], r["k"], r["target"], seed, float(r["score"]),
+                           row_precision(r)))
     return out
+
+
+def precisions(recs: Iterable[Rec]) -> list[str]:
+    """The precisions among `recs`, fp32 first."""
+    order = {"fp32": 0, "bf16": 1, "fp16": 2}
+    return sorted({r.precision for r in recs}, key=lambda p: (order.get(p, 3), p))
 
 
 def per_seed(recs: Iterable[Rec], group: Callable[[Rec], Any]) -> dict[Any, dict[int, float]]:
@@ -206,10 +229,18 @@ def comparison_table(records: Sequence[dict[str, Any]]) -> str:
     It is `method_task_table` of the records: with one seed a cell is the score itself; with several,
     `mean ± std` over seeds (sample std, ddof=1), and the average column averages over tasks within
     each seed first, then takes mean ± std over seeds (the seed-to-seed spread of what a user would
-    report, not a mix of task and seed variation).
+    report, not a mix of task and seed variation). The note names the precision (records without one ran
+    fp32); records of several precisions get one row per (method, precision), `method · bf16`.
     """
     recs = [Rec(r.get("model", ""), r["method"], None, None, r["task"], r.get("seed"),
-                float(r["metrics"][r["primary_metric"]])) for r in records]
+                float(r["metrics"][r["primary_metric"]]), str(r.get("precision") or "fp32")) for r in records]
+    names = precisions(recs)
+    if len(names) > 1:
+        recs = [dataclasses.replace(r, method=f"{r.method} · {r.precision}") for r in recs]
+        precision = (f"precisions {', '.join(names)}: each row names its own, and rows of different precisions are "
+                     "never averaged together")
+    else:
+        precision = f"precision {names[0] if names else 'fp32'}"
     seeds = sorted({r.seed for r in recs}, key=lambda s: (s is None, s or 0))
     table = method_task_table(recs, len(seeds), show_k=False)
     table.header[0] = "method"
@@ -218,10 +249,10 @@ def comparison_table(records: Sequence[dict[str, Any]]) -> str:
     if len(seeds) > 1:
         note = (f"Primary metric per task on the {split} split ({_n_per_task(records, tasks)}); mean ± sample std "
                 f"(ddof=1) over {len(seeds)} seeds ({', '.join(map(str, seeds))}); average: mean over tasks within "
-                "each seed, then mean ± std over seeds; best mean per column in bold.")
+                f"each seed, then mean ± std over seeds; {precision}; best mean per column in bold.")
     else:
         n = ", ".join(map(str, sorted({r["n"] for r in records})))
-        note = f"Primary metric per task on the {split} split (n={n}); best per column in bold."
+        note = f"Primary metric per task on the {split} split (n={n}); {precision}; best per column in bold."
     return "\n".join([*table_lines(table), "", note]) + "\n"
 
 

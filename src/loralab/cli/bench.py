@@ -13,8 +13,8 @@ from typer.core import TyperGroup
 
 from loralab.cli.app import app, examples, verb
 from loralab.cli.errors import usage
-from loralab.cli.options import (DataDir, Device, Experts, Hparams, IncludeOwn, Library, MaxSteps, Model, Seeds,
-                                 Split, names, out_option)
+from loralab.cli.options import (BenchPrecision, DataDir, Device, Experts, Hparams, IncludeOwn, Library, MaxSteps,
+                                 Model, Precision, Seeds, Split, names, out_option)
 from loralab.cli.output import note, show, stderr
 
 
@@ -37,6 +37,7 @@ def compare_cmd(
     limit: Annotated[int, typer.Option("--limit", help="Evaluate on the first N examples of the split.")] = 200,
     split: Split = "test",
     device: Device = None,
+    precision: Precision = "auto",
     data_dir: DataDir = None,
     seeds: Seeds = None,
     multitask: Annotated[bool, typer.Option("--multitask/--no-multitask", help="Train one model per method on all "
@@ -60,7 +61,8 @@ def compare_cmd(
     hp = load_hparams(hparams, max_steps=max_steps)
     compare_methods(model, names(methods), names(tasks), out, library=library, experts=names(experts) or None,
                     include_own=include_own, from_scratch=names(from_scratch), hparams=hp, eval_limit=limit,
-                    split=split, data_dir=data_dir, device=device, seeds=seed_list, multitask=multitask)
+                    split=split, data_dir=data_dir, device=device, seeds=seed_list, multitask=multitask,
+                    precision=precision)
     show((out / "results.md").read_text(encoding="utf-8"), markup=False)
     note(f"wrote {out / 'results.md'}")
 
@@ -96,17 +98,21 @@ def bench_cmd(
                                                    "default: start a local one.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config, count its cells, run "
                                                             "nothing.")] = False,
+    precision: BenchPrecision = None,
 ) -> None:
     """Run a benchmark grid (models x methods x strategies x k x targets x seeds); cells already done are skipped.
 
     `loralab bench export DB OUT.jsonl.gz` writes a database's compact export instead (see its --help)."""
     from loralab.bench import expand, load_bench, run_bench
 
-    bench = load_bench(config)
+    bench = load_bench(config, precision=precision)
     if dry_run:
         cells = expand(bench)
         counts = Counter((c.method, c.strategy or "-") for c in cells)
-        table = Table(title=f"{bench.config.name}: {len(cells)} cells")
+        # a line of its own, not the table's title: rich would wrap a title to the narrow table's width
+        show(f"{bench.config.name}: {len(cells)} cells, precision {bench.precision_name} (requested "
+             f"{bench.config.precision})", markup=False)
+        table = Table()
         for col in ("method", "strategy", "cells"):
             table.add_column(col, justify="right" if col == "cells" else "left")
         for (method, strategy), n in counts.items():
@@ -114,7 +120,8 @@ def bench_cmd(
         show(table)
         return
     result = run_bench(bench, out, executor=executor, address=address)
-    show(f"{result.cells} cells: {result.ran} run now, {result.skipped} already done, {len(result.failed)} failed")
+    show(f"{result.cells} cells in precision {bench.precision_name}: {result.ran} run now, {result.skipped} already "
+         f"done, {len(result.failed)} failed")
     for failure in result.failed:  # not a status line: -q keeps it
         stderr.print(f"failed: {failure['label']}: {failure['error']}", markup=False)
     show(f"report: {result.report} (and report.html, PNG figures beside it)\ndatabase: {result.db}")

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from loralab.cli.app import app, data_app, verb
 from loralab.cli.errors import usage
-from loralab.cli.options import (AllowBaseMismatch, AllowPickle, DataDir, Device, Limit, Model, NumFewshot, Split,
-                                 Task, TrustRemoteCode, out_option)
+from loralab.cli.options import (AllowBaseMismatch, AllowPickle, DataDir, Device, Limit, Model, NumFewshot, Precision,
+                                 Split, Task, TrustRemoteCode, out_option)
 from loralab.cli.output import note, show
 
 
@@ -27,6 +27,7 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option(help="Questions per forward (multiple choice) or sequences per "
                                                   "generation batch.")] = 8,
     device: Device = None,
+    precision: Precision = "auto",
     log_samples: Annotated[bool, typer.Option("--log-samples/--no-log-samples",
                                               help="Keep per-example outputs in the result JSON.")] = False,
     allow_pickle: AllowPickle = False,
@@ -42,8 +43,11 @@ def eval_cmd(
     record = run_eval(model, task, adapter=adapter, split=split, limit=limit, num_fewshot=num_fewshot,
                       batch_size=batch_size, data_dir=data_dir, device=device, log_samples=log_samples,
                       allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                      allow_base_mismatch=allow_base_mismatch, out=out)
-    table = Table(title=f"{record['model']} on {record['task']} ({record['split']}, n={record['n']})")
+                      allow_base_mismatch=allow_base_mismatch, out=out, precision=precision)
+    # a line of its own, not the table's title: rich would wrap a title to the narrow table's width
+    show(f"{record['model']} on {record['task']} ({record['split']}, n={record['n']}, precision "
+         f"{record['precision']['name']})", markup=False)
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("stderr", justify="right")

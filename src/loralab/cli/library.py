@@ -12,7 +12,7 @@ from rich.table import Table
 from loralab.cli.app import library_app, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (AllowBaseMismatch, AllowPickle, BaseModel, DataDir, Device, EvalLimit, Hparams,
-                                 Model, Split, Task, Tasks, names, out_option)
+                                 Model, Precision, Split, Task, Tasks, names, out_option)
 from loralab.cli.output import note, show
 
 EVAL_ALIASES = {"--eval-limit": "--limit", "--eval-split": "--split"}  # the spellings before 0.1.1
@@ -30,6 +30,7 @@ def library_build(
     limit: EvalLimit = 200,
     split: Split = "test",
     device: Device = None,
+    precision: Precision = "auto",
     data_dir: DataDir = None,
 ) -> None:
     """Train one LoRA per task with one shared set of hyperparameters, into a PEFT-format library."""
@@ -42,7 +43,7 @@ def library_build(
         raise usage(f"limit must be >= 0, got {limit}", "limit")
     hp = load_hparams(hparams, max_steps=max_steps)
     entries = build_library(model, task_names, out, hparams=hp, eval_split=split, eval_limit=limit,
-                            data_dir=data_dir, device=device)
+                            data_dir=data_dir, device=device, precision=precision)
     print_library(entries, f"library {out}")
 
 
@@ -72,6 +73,7 @@ def library_add(
     limit: EvalLimit = 0,
     split: Split = "test",
     device: Device = None,
+    precision: Precision = "auto",
     data_dir: DataDir = None,
 ) -> None:
     """Import an existing PEFT LoRA after checking that it fits the base model (modules, shapes, rank)."""
@@ -81,26 +83,36 @@ def library_add(
         raise usage(f"limit must be >= 0, got {limit}", "limit")
     entry = import_adapter(library, adapter, task, model=model, allow_pickle=allow_pickle,
                            allow_base_mismatch=allow_base_mismatch, eval_split=split, eval_limit=limit,
-                           data_dir=data_dir, device=device)
-    note(f"added {entry.task} ({entry.model}) to {library}")
+                           data_dir=data_dir, device=device, precision=precision)
+    evaluated = _precision(entry)  # an imported adapter's: the precision of its evaluation, if it had one
+    note(f"added {entry.task} ({entry.model}) to {library}" + (f", evaluated in {evaluated}" if evaluated else ""))
 
 
 def print_library(entries: Sequence, title: str) -> None:
-    """The library table: one row per adapter, with the base and adapter scores of its evaluation."""
+    """The library table: one row per adapter, with the base and adapter scores of its evaluation and the precision
+    it was trained (and evaluated) in, so a library's precision is visible where its scores are."""
     numeric = ("rank", "steps", "train loss", "base", "adapter", "delta")
     table = Table(title=title)
-    for col in ("task", "domain", "model", "origin", *numeric[:3], "metric", *numeric[3:]):
+    for col in ("task", "domain", "model", "origin", "precision", *numeric[:3], "metric", *numeric[3:]):
         table.add_column(col, justify="right" if col in numeric else "left")
     for e in entries:
         ev = e.metrics.get("eval", {})
         metric = ev.get("metric", "")
         base, ada = ev.get("base", {}).get(metric), ev.get("adapter", {}).get(metric)
         delta = f"{ada - base:+.3f}" if base is not None and ada is not None else ""
-        table.add_row(e.task, e.domain, e.model, e.origin, str(e.hparams.get("rank", "")),
+        table.add_row(e.task, e.domain, e.model, e.origin, _precision(e), str(e.hparams.get("rank", "")),
                       str(e.metrics.get("train_steps", "")), _fmt(e.metrics.get("train_loss")),
                       f"{metric} ({ev.get('split', '')}, n={ev.get('n', '')})" if metric else "", _fmt(base),
                       _fmt(ada), delta)
     show(table)
+
+
+def _precision(entry) -> str:
+    """A trained entry's precision (older entries: fp32, see `precision_name`); an imported one's: its evaluation's."""
+    if entry.origin == "trained":
+        return entry.precision_name()
+    evaluated = entry.metrics.get("eval", {}).get("precision")
+    return evaluated["name"] if isinstance(evaluated, dict) and "name" in evaluated else ""
 
 
 def _fmt(value: float | None) -> str:

@@ -2,7 +2,8 @@
 
 Naming: `--task` is one task, `--tasks A,B` a list; `--limit`/`--split` are the examples a command
 evaluates or reads; `--hparams FILE` the shared training hyperparameters, `--method-config FILE` a
-method's own settings; `--include-own/--exclude-own` whether a target's own library LoRA may be used.
+method's own settings; `--include-own/--exclude-own` whether a target's own library LoRA may be used;
+`--precision` the autocast of every forward a command runs (`loralab.utils.precision`).
 Python parameter names match the library's (`out`, `limit`), so its error messages map onto these flags.
 """
 
@@ -13,6 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 from typer.models import OptionInfo
+
+from loralab.utils.precision import Requested
 
 
 def _print_version(value: bool) -> None:
@@ -46,6 +49,12 @@ Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda
                                                "available).")]
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with bigbench/ and gsm8k/ "
                     "(default: $LORALAB_DATA_DIR, else downloaded once into the cache).")]
+PRECISION_HELP = ("Autocast of every forward: auto (bf16 where the device multiplies bf16 natively, else fp32), "
+                  "fp32, bf16 (warns where it would be emulated) or fp16 (CUDA only). Parameters, optimizer "
+                  "state and router softmaxes stay fp32; the resolved name is recorded with the results.")
+Precision = Annotated[Requested, typer.Option("--precision", help=PRECISION_HELP)]
+BenchPrecision = Annotated[Optional[Requested], typer.Option("--precision", help=PRECISION_HELP + " Default: the "
+                           "config's `precision` key (itself auto when absent).")]
 Adapter = Annotated[Path, typer.Option("--adapter", help="Method checkpoint (loralab train --out) or PEFT "
                                        "adapter folder.")]
 

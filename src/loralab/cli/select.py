@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from loralab.cli.app import app, verb
-from loralab.cli.options import DataDir, Device, IncludeOwn, Model
+from loralab.cli.options import DataDir, Device, IncludeOwn, Model, Precision
 from loralab.cli.output import show
 
 
@@ -33,13 +33,15 @@ def select_cmd(
     split: Annotated[Optional[str], typer.Option(help="ppl, embedding: the target's train or validation split "
                                                  "(default train; never test).")] = None,
     device: Device = None,
+    precision: Precision = "auto",
     data_dir: DataDir = None,
 ) -> None:
     """Choose k library LoRAs for a target task and print them with their scores."""
     from loralab.selection import get_selector, select_experts
 
     chosen = select_experts(strategy, model, library, task, k, exclude_own=not include_own, data_dir=data_dir,
-                            device=device, seed=seed, relevance=relevance, n_examples=n_examples, split=split)
+                            device=device, seed=seed, relevance=relevance, n_examples=n_examples, split=split,
+                            precision=precision)
     spec = get_selector(strategy)
     first = chosen[0]
     table = Table()
@@ -50,7 +52,8 @@ def select_cmd(
     note = {"excluded": f"target's own LoRA ({first.target}) excluded (leave-one-out)",
             "included": f"target's own LoRA ({first.target}) included (--include-own)",
             "absent": f"target {first.target} has no LoRA of its own in the library"}[first.own_lora]
-    show(f"{strategy} selection for {first.target} ({model}, library {library}): "
+    ran = f"precision {first.precision}" if first.precision else "no model run"
+    show(f"{strategy} selection for {first.target} ({model}, library {library}, {ran}): "
          f"{'highest' if spec.higher_is_better else 'lowest'} {spec.score_name} wins", markup=False)
     show(table)
     show(note, markup=False)

@@ -11,7 +11,8 @@ from rich.table import Table
 from loralab.cli.app import app, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (Adapter, AllowBaseMismatch, BaseModel, DataDir, Device, Experts, Hparams, Library,
-                                 Limit, MaxSteps, MethodConfig, Model, NumFewshot, Split, names, out_option)
+                                 Limit, MaxSteps, MethodConfig, Model, NumFewshot, Precision, Split, names,
+                                 out_option)
 from loralab.cli.output import note, show
 
 TASK_LIST_ALIAS = {"--task": "--tasks"}  # these commands took a comma-separated `--task` before 0.1.1
@@ -34,6 +35,7 @@ def train_cmd(
     report_to: Annotated[Optional[str], typer.Option(help="'tensorboard': log loss and router statistics "
                                                           "(saved in OUT/tensorboard).")] = None,
     device: Device = None,
+    precision: Precision = "auto",
     data_dir: DataDir = None,
 ) -> None:
     """Train any method through one path; `loralab eval --adapter OUT` evaluates the checkpoint."""
@@ -48,10 +50,11 @@ def train_cmd(
 
         get_method(method).config_cls.from_dict(settings, where=str(method_config))
     info = train_method(method, model, names(tasks), out, library=library, experts=names(experts) or None,
-                        config=settings, hparams=hp, data_dir=data_dir, device=device)
+                        config=settings, hparams=hp, data_dir=data_dir, device=device, precision=precision)
     val = info["train"].get("val_loss") or []
     last = f", validation loss {val[-1]['loss']:.4f} at step {val[-1]['step']}" if val else ""
-    note(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}{last}); wrote {out}")
+    note(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}{last}, precision "
+         f"{info['precision']['name']}); wrote {out}")
 
 
 @verb(app, "merge", renames={"nearest_examples": "nearest"},
@@ -66,6 +69,7 @@ def merge_cmd(
     nearest: Annotated[int, typer.Option(help="MoRE, task not seen in training: pick the nearest training task "
                                               "from this many of its train examples.")] = 0,
     device: Device = None,
+    precision: Precision = "auto",
     allow_base_mismatch: AllowBaseMismatch = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -75,8 +79,10 @@ def merge_cmd(
     if nearest < 0:
         raise usage(f"nearest must be >= 0, got {nearest}", "nearest")
     record = merge_adapter(adapter, out, task=task, model=model, nearest_examples=nearest, data_dir=data_dir,
-                           device=device, allow_base_mismatch=allow_base_mismatch)
+                           device=device, allow_base_mismatch=allow_base_mismatch, precision=precision)
     chosen = f" for task {record['merged_task']}" if record.get("merged_task") else ""
+    if record.get("nearest_task"):
+        chosen += f" (the nearest training task, found in {record['precision']['name']})"
     note(f"merged {record['method']} adapter{chosen} into {record['model']}; wrote {out}")
 
 
@@ -103,6 +109,7 @@ def analyze_router_cmd(
     num_fewshot: NumFewshot = 0,
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 8,
     device: Device = None,
+    precision: Precision = "auto",
     data_dir: DataDir = None,
 ) -> None:
     """Mean gate weight and top-1 share of each expert per task (prompt + gold answer tokens, all routed layers)."""
@@ -116,8 +123,9 @@ def analyze_router_cmd(
     if num_fewshot < 0:
         raise usage(f"num_fewshot must be >= 0, got {num_fewshot}", "num_fewshot")
     result = analyze_router(model, adapter, task_names, split=split, limit=limit, num_fewshot=num_fewshot,
-                            batch_size=batch_size, data_dir=data_dir, device=device, out=out)
-    table = Table(title=f"{result.method}: mean gate weight per task ({len(result.layers)} routed layers, {split})")
+                            batch_size=batch_size, data_dir=data_dir, device=device, out=out, precision=precision)
+    table = Table(title=f"{result.method}: mean gate weight per task ({len(result.layers)} routed layers, {split}, "
+                        f"precision {result.meta['precision']['name']})")
     table.add_column("task")
     for expert in result.experts:
         table.add_column(expert, justify="right")

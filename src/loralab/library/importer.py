@@ -133,23 +133,29 @@ def import_adapter(
     eval_limit: int | None = 0,
     data_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    precision: str | None = "auto",
 ) -> AdapterEntry:
     """Check `adapter` against the base model and copy it into the library as the adapter of `task`.
 
     The checks are `attach_adapter`'s (readable, finite weights; recorded hashes and base model when the
     adapter carries loralab metadata; every LoRA matrix on a linear of the base model with the right shape;
     no tensor missing or extra), so an adapter that `loralab eval --adapter` would refuse is never added.
+    `precision` ("auto", "fp32", "bf16", "fp16") is the autocast of the evaluation (`eval_limit` != 0); the
+    resolved one is recorded as `metrics["eval"]["precision"]`, not as the entry's `precision`, which says
+    what an adapter was trained in, and loralab did not train this one.
     """
     from safetensors.torch import save_file
 
     from loralab.library.adapters import attach_peft_adapter
-    from loralab.models.loading import check_device
+    from loralab.models.loading import check_device, model_device
+    from loralab.utils.precision import resolve_precision
 
     from loralab.library.build import check_library_out
 
     check_library_out(library, option="library")  # writes only into a new, empty or loralab library folder
-    if not isinstance(model, LoadedModel):
-        check_device(device)  # a device that does not exist here fails before anything is read
+    # a device that does not exist here, or a precision it cannot run, fails before anything is read
+    prec = resolve_precision(precision, model_device(model.model) if isinstance(model, LoadedModel)
+                             else check_device(device))
     lib = Library(library)
     adapter_dir = Path(adapter)
     config, weights = read_adapter(adapter_dir, allow_pickle=allow_pickle)
@@ -168,7 +174,9 @@ def import_adapter(
     if eval_limit != 0:
         from loralab.library.build import _evaluate
 
-        metrics["eval"] = _evaluate(peft_model, lm.tokenizer, task_obj, eval_split, eval_limit, True, True)
+        with prec.autocast():
+            metrics["eval"] = _evaluate(peft_model, lm.tokenizer, task_obj, eval_split, eval_limit, True, True)
+        metrics["eval"]["precision"] = prec.to_dict()
     del peft_model
     entry = AdapterEntry(task=task_obj.name, model=lm.name, model_slug=slug, domain=task_obj.domain, origin="imported",
                          model_source=lm.source, model_revision=lm.revision,

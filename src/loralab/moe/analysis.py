@@ -114,8 +114,10 @@ class RouterAnalysis:
 
     def markdown(self) -> str:
         m = self.meta
+        prec = m.get("precision")
         head = (f"# Router analysis: {self.method}\n\n"
                 f"model `{m.get('model')}`, adapter `{m.get('adapter')}`, split `{m.get('split')}`"
+                f"{', precision ' + prec['name'] if isinstance(prec, dict) and 'name' in prec else ''}"
                 f"{'' if m.get('limit') is None else ', limit ' + str(m.get('limit'))}; "
                 f"{len(self.layers)} routed layers; prompt + gold answer tokens, padding masked.\n")
         counts = ", ".join(f"{t}: {e} examples / {k} tokens"
@@ -280,18 +282,24 @@ def analyze_router(
     device: str | None = None,
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    precision: str | None = "auto",
 ) -> RouterAnalysis:
     """Load `model` with the method checkpoint `adapter`, analyse its routing on `tasks`, write to `out` if given.
 
-    Inputs are checked before the model loads: the tasks and their splits, and that `adapter` is a loralab
-    method checkpoint (a plain PEFT adapter has no router: a one-line `AdapterError`).
+    Inputs are checked before the model loads: the device and `precision` ("auto", "fp32", "bf16", "fp16":
+    the autocast of the forwards; a router's softmax stays fp32, its matmul does not), the tasks and their splits, and
+    that `adapter` is a loralab method checkpoint (a plain PEFT adapter has no router: a one-line
+    `AdapterError`). The resolved precision is `meta["precision"]`: gates under bf16 differ a little from fp32's.
     """
     from loralab.moe.adapters import attach_adapter
     from loralab.models import load_model
+    from loralab.models.loading import check_device, model_device
     from loralab.moe.model import is_method_checkpoint
+    from loralab.utils.precision import resolve_precision
 
     if out is not None:
         check_router_out(out)
+    prec = resolve_precision(precision, check_device(device))
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     if not task_objs:
         raise UserInputError("--task must name at least one task")
@@ -306,9 +314,12 @@ def analyze_router(
         raise AdapterError(f"{path} is {kind}: it has no router to analyse (train one with `loralab train`)")
     lm = load_model(model, device=device)
     moe = attach_adapter(lm.model, path)
-    meta = {"model": lm.name, "model_source": lm.source, "adapter": str(path)}
-    result = router_statistics(moe, lm.tokenizer, task_objs, split=split, limit=limit, num_fewshot=num_fewshot,
-                               batch_size=batch_size, progress=progress, meta=meta)
+    if prec.device_type != model_device(moe).type:  # autocast is per device type
+        prec = resolve_precision(prec.name, model_device(moe))
+    meta = {"model": lm.name, "model_source": lm.source, "adapter": str(path), "precision": prec.to_dict()}
+    with prec.autocast():
+        result = router_statistics(moe, lm.tokenizer, task_objs, split=split, limit=limit, num_fewshot=num_fewshot,
+                                   batch_size=batch_size, progress=progress, meta=meta)
     if out is not None:
         write_router_analysis(result, out)
     return result

@@ -27,6 +27,11 @@ model_args:
     dtype, device, revision, allow_pickle, trust_remote_code: passed to `loralab.models.load_model`
         (`dtype=auto` means loralab's default, float32; a CUDA device that is not there falls back to
         the best available one, as lm-eval's `hf` model does).
+    precision: The autocast of every forward, as loralab's `--precision` (`fp32`, `auto`, `bf16`, `fp16`;
+        recorded as `loralab_precision` in lm-eval's model info; applied as HFLM's `mixed_precision_dtype`,
+        its own autocast, so the weights stay fp32). The default is `fp32`, not `auto`, so that on
+        any hardware the scores are exactly `loralab eval --precision fp32`'s (the parity tests): `auto`
+        would switch to bf16 on a bf16-capable GPU. HFLM's own `mixed_precision_dtype=` is refused (use this).
     Everything else (batch_size, max_length, add_bos_token, ...) goes to lm-eval's HFLM unchanged.
 
 Scoring is HFLM's, on the wrapped model object: `acc` on the same prompts equals `loralab eval`'s.
@@ -35,6 +40,7 @@ Scoring is HFLM's, on the wrapped model object: `acc` on the same prompts equals
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import sys
@@ -97,26 +103,36 @@ class LoralabLM(HFLM):
         allow_pickle: Allow pickle weights (.bin). Only for files you trust.
         trust_remote_code: Run model code from the hub. Only for repos you trust.
         peft: Synonym of `adapter` (lm-eval's `hf` name for it).
+        precision: Autocast of the forwards ("fp32", the default: no autocast; "auto", "bf16", "fp16").
         **kwargs: HFLM arguments (batch_size, max_length, ...).
     """
 
     def __init__(self, pretrained: Any, adapter: str | None = None, task: str | int | None = None,
                  device: str | None = None, dtype: Any = None, revision: str | None = None,
                  allow_pickle: bool = False, trust_remote_code: bool = False, peft: str | None = None,
-                 **kwargs: Any) -> None:
+                 precision: str = "fp32", **kwargs: Any) -> None:
         from loralab.models import LoadedModel, load_model
+        from loralab.models.loading import check_device, model_device
+        from loralab.utils.precision import resolve_precision
 
         if peft is not None and adapter is not None and str(peft) != str(adapter):
             raise UserInputError("give the adapter once: adapter= (or its synonym peft=), not both")
+        if kwargs.get("mixed_precision_dtype") is not None:  # one setting, so what is recorded is what ran
+            raise UserInputError(f"model_args mixed_precision_dtype= is HFLM's; model type {MODEL_TYPE!r} takes "
+                                 "precision=auto|fp32|bf16|fp16 instead (recorded as loralab_precision)")
         adapter = adapter if adapter is not None else peft
         for unsupported in ("delta", "parallelize", "tp_plan", "autogptq", "gptqmodel", "gguf_file"):
             if kwargs.get(unsupported):
                 raise UserInputError(f"model_args {unsupported}= is not supported by model type {MODEL_TYPE!r}; "
                                      "use --model hf for it")
+        device = _available_device(device)
+        # a precision name the device cannot run fails before the model loads
+        self.precision = resolve_precision(precision, model_device(pretrained.model) if isinstance(
+            pretrained, LoadedModel) else check_device(device))
         if isinstance(pretrained, LoadedModel):
             lm = pretrained
         elif isinstance(pretrained, str):
-            lm = load_model(pretrained, device=_available_device(device), dtype=None if dtype == "auto" else dtype,
+            lm = load_model(pretrained, device=device, dtype=None if dtype == "auto" else dtype,
                             revision=None if revision in (None, "main") else str(revision),
                             allow_pickle=_flag(allow_pickle), trust_remote_code=_flag(trust_remote_code))
         else:
@@ -127,6 +143,12 @@ class LoralabLM(HFLM):
             from loralab.moe.adapters import attach_adapter
 
             net = attach_adapter(net, str(adapter), allow_pickle=_flag(allow_pickle))
+        if self.precision.dtype is not None:
+            # HFLM autocasts its forwards itself (and disables any autocast around them when it has no dtype)
+            if "mixed_precision_dtype" not in inspect.signature(HFLM.__init__).parameters:
+                raise UserInputError(f"precision={precision} needs an lm-eval whose HFLM takes mixed_precision_dtype "
+                                     "(pip install -U lm-eval); this one runs fp32 only")
+            kwargs["mixed_precision_dtype"] = self.precision.dtype
         self.routing_task = _set_routing(net, task)
         self.loralab_model, self.loralab_adapter = lm, None if adapter is None else str(adapter)
         with _quiet_object_warnings():
@@ -144,6 +166,7 @@ class LoralabLM(HFLM):
             "loralab_model": self.loralab_model.name,
             "loralab_model_source": self.loralab_model.source,
             "loralab_adapter": self.loralab_adapter,
+            "loralab_precision": self.precision.name,
         }
         method = getattr(net, "method", None)
         if method is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loralab.errors import UserInputError
+from loralab.utils.precision import Precision, resolve_precision
 
 logger = logging.getLogger(__name__)
 MERGE_FILE = "loralab_merge.json"
@@ -39,6 +40,7 @@ def merge_adapter(
     data_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
     allow_base_mismatch: bool = False,
+    precision: str | None = "auto",
 ) -> dict[str, Any]:
     """Merge `adapter` (for `task` when the method routes by task) into its base model; write it to `out`.
 
@@ -51,6 +53,9 @@ def merge_adapter(
         nearest_examples: See `task`.
         allow_base_mismatch: Merge into `model` even though the adapter records another base model (module
             names and shapes must still fit).
+        precision: Autocast of the only forwards a merge runs, MoRE's nearest-task search ("auto", "fp32",
+            "bf16", "fp16"); recorded as "precision" when that search ran. Merging itself adds fp32 weights,
+            and the merged model is saved in the dtype it was loaded in (float32), whatever this says.
 
     Returns the provenance record also written to `out/loralab_merge.json`.
     """
@@ -64,7 +69,7 @@ def merge_adapter(
     out = check_output_path(out, kind="dir")
     if out.exists():
         raise UserInputError(f"out {str(out)!r} already exists; choose a new folder", param="out")
-    check_device(device)  # before the model loads
+    prec = resolve_precision(precision, check_device(device))  # before the model loads
     if not Path(adapter).is_dir():
         raise AdapterError(f"adapter directory does not exist: {adapter}")
     model = model or adapter_model_name(adapter)
@@ -74,7 +79,7 @@ def merge_adapter(
     net = attach_adapter(lm.model, adapter, allow_base_mismatch=allow_base_mismatch)
     record: dict[str, Any] = {"adapter": str(adapter), "model": model, "task": task}
     if isinstance(net, MoEModel):
-        merge_task = _resolve_task(net, lm, task, nearest_examples, data_dir, record)
+        merge_task = _resolve_task(net, lm, task, nearest_examples, data_dir, record, prec)
         merged = net.merge_and_unload(merge_task)
         record.update(method=net.method, merged_task=merge_task)
     else:  # a PEFT adapter: one fixed update, the task does not matter
@@ -88,7 +93,8 @@ def merge_adapter(
     return record
 
 
-def _resolve_task(net, lm, task: str | None, nearest_examples: int, data_dir, record: dict) -> str | None:
+def _resolve_task(net, lm, task: str | None, nearest_examples: int, data_dir, record: dict,
+                  prec: Precision) -> str | None:
     if task is None or task in net.tasks:
         return task
     if nearest_examples <= 0 or net.method != "more":
@@ -106,7 +112,10 @@ def _resolve_task(net, lm, task: str | None, nearest_examples: int, data_dir, re
     batches = [collate(features[i:i + 8]) for i in range(0, len(features), 8)]
     device = next(net.parameters()).device
     batches = [{k: v.to(device) for k, v in b.items() if k in ("input_ids", "attention_mask")} for b in batches]
-    chosen, votes = nearest_task(net, batches)
-    logger.info("unseen task %s: nearest training task %s (votes %s)", task, chosen, votes)
-    record.update(nearest_task=chosen, nearest_votes=votes)
+    if prec.device_type != device.type:  # autocast is per device type (as in run_eval)
+        prec = resolve_precision(prec.name, device)
+    with prec.autocast():
+        chosen, votes = nearest_task(net, batches)
+    logger.info("unseen task %s: nearest training task %s (votes %s, %s)", task, chosen, votes, prec.name)
+    record.update(nearest_task=chosen, nearest_votes=votes, precision=prec.to_dict())
     return chosen
