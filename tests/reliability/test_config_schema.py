@@ -138,7 +138,7 @@ def test_bench_schema_errors_name_the_dotted_field(tasks, change, field, got, pr
 
 
 @pytest.mark.parametrize("change, needle", [
-    ({"trian": {}}, "grid.yaml: unknown key 'trian' (did you mean 'train'?); allowed: data_dir, device, eval,"),
+    ({"trian": {}}, "grid.yaml: unknown key 'trian' (did you mean 'train'?); allowed: claims, data_dir, device, eval,"),
     ({"library": {"hparms": {}}}, "grid.yaml: library: unknown key 'hparms' (did you mean 'hparams'?); allowed:"),
     ({"library": {"hparams": {"rnak": 2}}}, "grid.yaml: library.hparams: unknown key 'rnak' (did you mean 'rank'?)"),
     ({"eval": {"limt": 2}}, "grid.yaml: eval: unknown key 'limt' (did you mean 'limit'?); allowed: batch_size"),

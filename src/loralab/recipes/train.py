@@ -163,7 +163,8 @@ def train_method(
                               task_batches=task_batches, fingerprint=run, precision=prec, val_features=val_features)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
                           "examples": stats.examples, "task_batches": task_batches,
-                          "adapted": adapted_modules(moe.method_config.modules or ())},
+                          "adapted": adapted_modules([name for name, module in moe.model.named_modules()
+                                                      if getattr(module, "is_loralab_layer", False)])},
                 "hparams": hp.to_dict(), "model": lm.name, "precision": prec.to_dict()}
         if stats.history:
             info["train"]["history"] = stats.history
