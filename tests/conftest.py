@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub in tests
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -27,3 +28,32 @@ def data_dir() -> Path:
     if path is None:
         pytest.skip("no task data folder (set LORALAB_DATA_DIR or put shared/data beside the checkout)")
     return path
+
+
+def _fake_cpu(monkeypatch, *, native: bool) -> None:
+    """Pretend the CPU has (or lacks) native bf16, whatever this machine has (torch's capability probes)."""
+    from loralab.utils import precision
+
+    precision.cpu_bf16_features.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+
+
+@pytest.fixture
+def cpu_without_bf16(monkeypatch):
+    """A CPU without AVX512-BF16 or AMX: `auto` resolves to fp32 on it."""
+    from loralab.utils import precision
+
+    _fake_cpu(monkeypatch, native=False)
+    yield
+    precision.cpu_bf16_features.cache_clear()
+
+
+@pytest.fixture
+def cpu_with_bf16(monkeypatch):
+    """A CPU with AVX512-BF16: `auto` resolves to bf16 on it."""
+    from loralab.utils import precision
+
+    _fake_cpu(monkeypatch, native=True)
+    yield
+    precision.cpu_bf16_features.cache_clear()

@@ -4,24 +4,14 @@ every row and comparison record, and checked against an existing library's preci
 from __future__ import annotations
 
 import pytest
-import torch
 
 from loralab.bench import Store, bench_from_mapping, expand, run_bench
 from loralab.bench.compare import compare_methods
 from loralab.errors import ConfigError
 from loralab.library import LoRAHparams, build_library
-from loralab.utils import precision as P
 
 MODEL = "tiny-llama"
 
-
-@pytest.fixture
-def cpu_with_bf16(monkeypatch):
-    P.cpu_bf16_features.cache_clear()
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    yield
-    P.cpu_bf16_features.cache_clear()
 
 
 def _base_grid(toy_tasks, **overrides):

@@ -18,20 +18,16 @@ from helpers import run_cli
 from safetensors.torch import load_file
 
 from loralab.cli import app
-from loralab.utils import precision as P
 
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="auto resolves on the GPU there, not to fp32")
 
 
 @pytest.fixture(autouse=True)
-def cpu_without_bf16(monkeypatch):
-    P.cpu_bf16_features.cache_clear()
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+def _cpu_and_threads(cpu_without_bf16):
+    """Every test here on a CPU without native bf16 (conftest), and the CLI's --threads undone afterwards."""
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-    P.cpu_bf16_features.cache_clear()
 
 
 @pytest.fixture

@@ -11,22 +11,6 @@ from loralab.errors import ConfigError
 from loralab.utils import precision as P
 
 
-@pytest.fixture
-def cpu_without_bf16(monkeypatch):
-    P.cpu_bf16_features.cache_clear()
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    yield
-    P.cpu_bf16_features.cache_clear()
-
-
-@pytest.fixture
-def cpu_with_bf16(monkeypatch):
-    P.cpu_bf16_features.cache_clear()
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    yield
-    P.cpu_bf16_features.cache_clear()
 
 
 def test_auto_on_a_cpu_without_bf16_is_fp32(cpu_without_bf16):

@@ -30,24 +30,7 @@ from loralab.utils import precision as P
 HP = LoRAHparams(max_steps=2, batch_size=4, rank=4, max_length=64)
 
 
-def _cpu(monkeypatch, native: bool) -> None:
-    P.cpu_bf16_features.cache_clear()
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
 
-
-@pytest.fixture
-def cpu_without_bf16(monkeypatch):
-    _cpu(monkeypatch, native=False)
-    yield
-    P.cpu_bf16_features.cache_clear()
-
-
-@pytest.fixture
-def cpu_with_bf16(monkeypatch):
-    _cpu(monkeypatch, native=True)
-    yield
-    P.cpu_bf16_features.cache_clear()
 
 
 def _logit_spy(model) -> list[torch.Tensor]:
