@@ -135,3 +135,18 @@ def test_one_driver_per_output_folder(tmp_path, make_grid):
         with pytest.raises(UserInputError, match="another `loralab bench` is running"):
             run_bench(bench_from_mapping(make_grid()), tmp_path / "out")
     assert not (tmp_path / "out" / "bench.sqlite").exists()
+
+
+def test_a_merge_of_deterministically_chosen_loras_is_one_seed_free_cell(make_grid):
+    """A merge trains nothing, so only a strategy that draws (random) gives it one cell per seed; a trained
+    method keeps one per seed whatever the strategy."""
+    bench = bench_from_mapping(make_grid(methods=["merge_linear", "loramoe"], seeds=[0, 1, 2]))
+    cells = expand(bench)
+    by = collections.Counter((c.method, c.strategy, c.seed) for c in cells)
+    for strategy in ("ppl", "manual", "embedding"):  # 2 targets: one cell each
+        assert by[("merge_linear", strategy, None)] == 2
+        assert not any(by[("merge_linear", strategy, s)] for s in (0, 1, 2))
+    assert [by[("merge_linear", "random", s)] for s in (0, 1, 2)] == [2, 2, 2]
+    for strategy in ("random", "ppl", "manual", "embedding"):
+        assert [by[("loramoe", strategy, s)] for s in (0, 1, 2)] == [2, 2, 2]
+    assert len({c.cell_id for c in cells}) == len(cells) == 2 * (3 + 3) + 2 * 4 * 3

@@ -4,7 +4,10 @@ A cell is one (model, method, strategy, k, target, seed) and one row of the data
 gets is read from its `MethodSpec`, never from its name: methods that take library experts
 (`takes_experts`) get one cell per strategy and k, or one with the fixed `experts` pool; the others one
 per (model, target, seed); a method whose result cannot depend on a seed (`seed_free`: it trains
-nothing, or copies the target's own library LoRA) one seed-free cell per (model, target).
+nothing, or copies the target's own library LoRA) one seed-free cell per (model, target). A method that
+uses no seed (`uses_seed` false: a linear or TIES merge) on experts chosen by a strategy that draws
+nothing gets one seed-free cell per strategy and k (a merge of the `ppl` LoRAs), while a merge of `random`
+ones has one per seed.
 
 A job is what runs at once: one cell, or in multi-task mode every target's cell of one (model, method,
 seed), whose model is trained once on all targets and evaluated on each. A cell's id hashes everything
@@ -117,11 +120,20 @@ def expand(bench: Bench) -> list[Cell]:
 
 
 def _cells(bench: Bench, spec: MethodSpec, model: str, target: str, seed: int, first_seed: bool) -> list[Cell]:
+    from loralab.selection import get_selector
+
     cfg = bench.config
     takes = spec.takes_experts(from_scratch=spec.name in cfg.from_scratch)
     if takes and cfg.experts is None:  # chosen per target by each strategy
-        return [Cell(model, spec.name, target, s, k, seed, protocol(bench, model, spec.name, strategy=s))
-                for s in cfg.strategies for k in cfg.k]
+        out = []
+        for s in cfg.strategies:
+            if spec.uses_seed or get_selector(s).seeded:
+                out += [Cell(model, spec.name, target, s, k, seed, protocol(bench, model, spec.name, strategy=s))
+                        for k in cfg.k]
+            elif first_seed:  # a deterministic choice and a method that draws nothing: no seed changes it
+                out += [Cell(model, spec.name, target, s, k, None, protocol(bench, model, spec.name, strategy=s))
+                        for k in cfg.k]
+        return out
     if spec.seed_free(target_in_library=target in bench.library_names):
         return [Cell(model, spec.name, target, None, None, None, _seed_free_protocol(bench, model, spec))] \
             if first_seed else []

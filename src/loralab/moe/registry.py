@@ -106,6 +106,8 @@ class MethodSpec:
         train: A custom training function `train(request) -> info dict` that writes the checkpoint itself
             (gradient-free LoraHub, PEFT-format baselines); None: the shared Trainer path.
         trains: False for a reference that trains nothing (the base model): one evaluation serves every seed.
+        uses_seed: False when, given its experts, nothing depends on the cell's seed (a linear or TIES merge:
+            no gradient step, no random draw), so a deterministic expert choice needs one cell for all seeds.
         uses_own_lora: The target task's own library LoRA (the `lora` reference): it takes no experts, and
             when the library has the target's LoRA it is copied, not trained, so it is seed-free too.
         contract: The settings the method contract suite runs it with; None only for a method with its own
@@ -122,6 +124,7 @@ class MethodSpec:
     faithful: bool = True
     train: TrainFn | None = None
     trains: bool = True
+    uses_seed: bool = True
     uses_own_lora: bool = False
     contract: MethodContract | None = field(default_factory=MethodContract, compare=False)
 

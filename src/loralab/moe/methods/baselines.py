@@ -373,6 +373,6 @@ for _name, _cfg, _what in (("merge_linear", MergeLinearConfig, "linear"), ("merg
         name=_name, config_cls=_cfg, build=peft_format_build(_name), library="required", mergeable=True,
         paper={"merge_linear": "https://arxiv.org/abs/2203.05482", "merge_ties": "https://arxiv.org/abs/2306.01708",
                "merge_dare": "https://arxiv.org/abs/2311.03099"}[_name],
-        train=train_merge, contract=None,
+        train=train_merge, contract=None, uses_seed=_name == "merge_dare",  # only DARE draws (its drops)
         description=f"Baseline: PEFT add_weighted_adapter {_what} merge of the --experts LoRAs into one adapter.",
     ))
