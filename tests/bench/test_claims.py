@@ -87,7 +87,7 @@ def test_seeds_mismatched_examples_and_missing_cells_are_said():
         [claim({"method": ("moe",)}, {"method": ("base",)}, id="x"),
          claim({"method": ("lora",)}, {"method": ("base",)}, id="y"),
          claim({"method": ("moe",)}, {"method": ("base",)}, id="z", direction=-1, family="secondary")], rows, store)
-    assert found.seeds_a == 2 and found.effect.n == N - 1 and found.effect.method == "seed_mean"
+    assert found.seeds_a == 2 and found.effect.n == N - 1 and found.effect.method == "two_level"  # seeds resampled
     assert any("99 examples scored by every cell" in n for n in found.notes)
     assert missing.effect is None and missing.verdict is None and "no finished cell matches a" in missing.reason
     assert wrong_way.verdict.label == "contradicted" and wrong_way.verdict.family_size == 1

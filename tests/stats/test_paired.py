@@ -356,3 +356,30 @@ def test_format_effect() -> None:
     assert format_effect(seeds).endswith("(sign-flip, n=3, seeds 2 vs 1, seed-mean)")
     pooled = pooled_difference({"x": ([1, 0], [0, 0]), "y": ([1, 1, 0], [1, 0, 0])}, n_boot=200, n_perm=200)
     assert format_effect(pooled, digits=2).endswith("(sign-flip, 2 targets, n=5)")
+
+
+def test_pooled_two_level_without_seeds_is_the_seed_mean_result() -> None:
+    """Two-level resamples seeds only where a side has several; targets of one seed a side are unchanged."""
+    targets = {"big": binary(3, 1, n11=50, n00=46), "small": binary(6, 1, n11=2, n00=1)}
+    plain = pooled_difference(targets, n_boot=500, n_perm=500)
+    assert pooled_difference(targets, method="two_level", n_boot=500, n_perm=500) == plain
+
+
+def test_pooled_two_level_per_target_effects_and_a_wider_interval() -> None:
+    rng = np.random.default_rng(3)
+    a = {"x": (rng.random((2, 80)) < np.array([[0.9], [0.3]])).astype(float),  # two very different seeds
+         "y": (rng.random((2, 60)) < 0.6).astype(float)}
+    targets = {t: (a[t], (rng.random(a[t].shape[1]) < 0.5).astype(float)) for t in a}
+    seed_mean = pooled_difference(targets, n_boot=2000, n_perm=500)
+    two_level = pooled_difference(targets, method="two_level", n_boot=2000, n_perm=500)
+    assert two_level.diff == seed_mean.diff and two_level.test == "bootstrap"
+    for t, (ta, tb) in targets.items():
+        assert two_level.per_target[t] == paired_difference_seeds(ta, tb, method="two_level", n_boot=2000,
+                                                                  n_perm=500)
+    assert two_level.ci_high - two_level.ci_low > seed_mean.ci_high - seed_mean.ci_low
+    assert two_level.mde > seed_mean.mde
+
+
+def test_pooled_unknown_method_is_one_line() -> None:
+    with pytest.raises(UserInputError, match="method must be 'seed_mean' or 'two_level', got 'nope'"):
+        pooled_difference({"x": binary(1, 1, n11=1, n00=1)}, method="nope")  # type: ignore[arg-type]

@@ -94,3 +94,21 @@ def test_two_level_bootstrap_covers_seed_variation_that_seed_mean_misses() -> No
     # two-level coverage falls short of 95% (about 87% here); far better than the seed mean's (about 65%).
     assert two_level / 300 >= 0.8
     assert two_level / 300 >= seed_mean / 300 + 0.1
+
+
+def test_pooled_two_level_covers_seed_variation_that_the_seed_mean_misses() -> None:
+    # The same recipe shift as above, pooled over 3 targets (true diffs 0.1, 0, 0.2: mean 0.1), 5 seeds
+    # of A per target and a seed-free B (a reference): the seed-mean interval is about these 15 models.
+    rng = np.random.default_rng(19)
+    design = [("x", 100, 0.6, 0.5), ("y", 150, 0.5, 0.5), ("z", 200, 0.7, 0.5)]
+    seed_mean = two_level = 0
+    for r in range(200):
+        targets = {name: outcomes(rng, n, p_a, p_b, seeds=5, tau=0.3) for name, n, p_a, p_b in design}
+        e = pooled_difference(targets, n_boot=1000, n_perm=200, seed=r)
+        seed_mean += e.ci_low <= 0.1 <= e.ci_high
+        e = pooled_difference(targets, method="two_level", n_boot=1000, seed=r)
+        two_level += e.ci_low <= 0.1 <= e.ci_high
+        assert e.test == "bootstrap"
+    # pooling 3 targets' seed shifts averages some of them out, so both cover more than on one target
+    assert two_level / 200 >= 0.85
+    assert two_level / 200 >= seed_mean / 200 + 0.05

@@ -18,9 +18,11 @@ higher (direction +1) or lower (-1) than the cells of side `b`. Its effect is co
 4. Examples: the ids every used cell of the target scored (intersection; a cell that scored other
    examples is noted). Fewer than 2 common examples leave the target out.
 5. Statistics (`loralab.stats`, fixed seed 0, 10,000 bootstrap replicates and sign flips): one target
-   -> `paired_difference` (McNemar's exact test with one seed each side) or `paired_difference_seeds`
-   ("seed_mean": seeds averaged per example); several -> `pooled_difference`, the mean of the
-   per-target differences with a bootstrap within targets and the stratified sign-flip test.
+   -> `paired_difference` (McNemar's exact test with one seed each side) or, with several seeds on a
+   side, `paired_difference_seeds(method="two_level")` (examples and each side's seeds resampled; the
+   bootstrap test); several targets -> `pooled_difference`, the mean of the per-target differences with
+   a bootstrap within targets (two-level where a target has seeds) and the stratified sign-flip test
+   (the bootstrap test when seeds were resampled).
 6. Verdicts: each family (headline, secondary) is Holm-adjusted with `verdict_family`; claims that
    could not be tested (no cells, no per-example outcomes) are not in it and say why.
 
@@ -264,13 +266,15 @@ def _cells_of(group: dict[Any, list[str]], seed: Any) -> list[str]:
 
 
 def _effect(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Effect:
+    """Seeds, where a side has several, are resampled with the examples (two-level bootstrap), so the interval
+    is about the method (any seed), not only about the models these seeds trained."""
     options = {"n_boot": N_BOOT, "n_perm": N_PERM, "seed": SEED}
     if len(pairs) > 1:
-        return pooled_difference(dict(pairs), **options)
+        return pooled_difference(dict(pairs), method="two_level", **options)
     a, b = next(iter(pairs.values()))
     if a.shape[0] == b.shape[0] == 1:
         return paired_difference(a[0], b[0], **options)
-    return paired_difference_seeds(a, b, **options)
+    return paired_difference_seeds(a, b, method="two_level", **options)
 
 
 def describe(selector: Mapping[str, tuple[Any, ...]]) -> str:
