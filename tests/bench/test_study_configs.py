@@ -101,3 +101,22 @@ def test_the_readme_findings_tables_are_what_the_committed_exports_give(data_dir
         assert publish.replace_block(text, block, readme) == text, f"{readme}: run studies/cpu-2026-12/publish.py"
     claims = [c["id"] for part in ("loralib", "more") for c in read_yaml_mapping(STUDY / f"{part}.yaml")["claims"]]
     assert block.count("\n| Part ") == len(claims)  # one row per pre-registered claim
+
+
+def test_merged_cost_times_a_merged_more_model_against_the_base(tmp_path):
+    """merged_cost.py's measurement on a tiny MoRE: merged and unmerged compute the same logits, and every
+    round gives one paired ratio per task."""
+    from helpers import toy_task
+
+    from loralab.library import LoRAHparams
+    from loralab.recipes.train import train_method
+
+    tasks = [toy_task("toy_a", n=24), toy_task("toy_b", n=24)]
+    train_method("more", "tiny-llama", tasks, tmp_path / "more", config={"rank": 4},
+                 hparams=LoRAHparams(max_steps=3, batch_size=4, learning_rate=5e-2), progress=False)
+    spec = importlib.util.spec_from_file_location("cpu_2026_12_merged_cost", STUDY / "merged_cost.py")
+    merged_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merged_cost)
+    result = merged_cost.measure("tiny-llama", tmp_path / "more", tasks, n_examples=4, rounds=3)
+    assert result["n_pairs"] == 2 * 3 and set(result["median_seconds"]) == {"toy_a", "toy_b"}
+    assert result["max_abs_logit_diff"] < 1e-4 and result["ratio_median"] > 0
