@@ -120,3 +120,14 @@ def test_merged_cost_times_a_merged_more_model_against_the_base(tmp_path):
     result = merged_cost.measure("tiny-llama", tmp_path / "more", tasks, n_examples=4, rounds=3)
     assert result["n_pairs"] == 2 * 3 and set(result["median_seconds"]) == {"toy_a", "toy_b"}
     assert result["max_abs_logit_diff"] < 1e-4 and result["ratio_median"] > 0
+
+
+def test_the_published_reports_rebuild_byte_for_byte_from_the_committed_exports(tmp_path):
+    from loralab.bench import write_report
+
+    for export in sorted((STUDY / "results").glob("*.jsonl.gz")):
+        part = export.name.removesuffix(".jsonl.gz")
+        rebuilt = write_report(export, tmp_path / part)
+        published = STUDY / "results" / f"{part}-report"
+        assert rebuilt.read_bytes() == (published / "report.md").read_bytes()
+        assert (tmp_path / part / "report.html").read_bytes() == (published / "report.html").read_bytes()
