@@ -85,10 +85,11 @@ Seeds = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated t
                                               "cell runs once per seed and the table shows mean ± std (default: "
                                               "the hyperparameters' seed).")]
 
-Resume = Annotated[Optional[bool], typer.Option("--resume/--no-resume", help="--resume: continue from the last "
-                  "trainer checkpoint (saved every checkpoint_steps steps) and fail if there is none or it was "
-                  "trained with other settings (nothing is removed); --no-resume: remove the checkpoints and start "
-                  "over. Default: resume a checkpoint of the same settings, else start over.", show_default=False)]
+Resume = Annotated[Optional[bool], typer.Option("--resume/--no-resume", help="--resume: continue the interrupted "
+                  "run from the last trainer checkpoint (saved every checkpoint_steps steps), and fail if there is "
+                  "nothing to continue or it was trained with other settings (nothing is removed); --no-resume: "
+                  "remove the checkpoints and start over. Default: resume a checkpoint of the same settings, else "
+                  "start over.", show_default=False)]
 
 # ------------------------------------------------------------------------------------------ configs
 
@@ -101,7 +102,7 @@ OVERRIDES_HELP = ("KEY=VALUE overrides of the config, applied before it is check
 
 def overrides_argument(addresses: str) -> ArgumentInfo:
     """The `KEY=VALUE...` argument, with what its keys address on this command."""
-    return typer.Argument(metavar="[KEY=VALUE]...", help=f"{OVERRIDES_HELP} {addresses}", show_default=False)
+    return typer.Argument(metavar="KEY=VALUE", help=f"{OVERRIDES_HELP} {addresses}", show_default=False)
 
 
 # ------------------------------------------------------------------------------------------ trust
