@@ -71,6 +71,11 @@ class AdapterError(UserInputError):
     """An adapter directory that is missing files, unsafe to load, or does not fit the base model."""
 
 
+class ResumeError(UserInputError):
+    """Resuming was asked for (`--resume`) but there is nothing to resume: no checkpoint, or checkpoints trained
+    with other settings (kept as they are)."""
+
+
 class TaskRoutingError(UserInputError):
     """A task-conditioned method got a batch without task ids and has no default task (an unseen task)."""
 

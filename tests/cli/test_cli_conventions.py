@@ -248,7 +248,7 @@ def test_bench_with_failed_cells_exits_1(monkeypatch, capsys, tmp_path):
     result = SimpleNamespace(cells=2, ran=2, skipped=0, failed=[{"label": "base/t", "error": "boom"}],
                              report=tmp_path / "report.md", db=tmp_path / "bench.sqlite")
     monkeypatch.setattr("loralab.bench.load_bench",
-                        lambda config, precision=None: SimpleNamespace(precision_name="fp32"))
+                        lambda config, precision=None, overrides=(): SimpleNamespace(precision_name="fp32"))
     monkeypatch.setattr("loralab.bench.run_bench", lambda *args, **kwargs: result)
     code, out, err = run_cli(monkeypatch, capsys, "bench", "grid.yaml", "-q")
     assert code == 1 and "1 failed" in out and "failed: base/t: boom" in err

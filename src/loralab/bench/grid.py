@@ -40,9 +40,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -50,15 +49,18 @@ from annotated_types import Ge, Gt, Le, MinLen
 from pydantic import StringConstraints
 
 from loralab.bench.claimspec import ClaimSpec
+from loralab.configs import SHIPPED as SHIPPED_CONFIGS
+from loralab.configs import config_path
 from loralab.errors import ConfigError, UnknownNameError
 from loralab.training.hparams import LoRAHparams
-from loralab.utils.config import Describe, check, from_mapping, read_yaml_mapping
+from loralab.utils.config import (OVERRIDES_WHERE, Describe, Override, apply_overrides, as_overrides, check,
+                                  from_mapping, read_yaml_mapping)
 from loralab.utils.precision import Precision
 
 if TYPE_CHECKING:
     from loralab.data import Task
 
-SHIPPED = {"quickstart": "quickstart.yaml", "loralib": "loralib.yaml"}
+SHIPPED = tuple(name for name, kind in SHIPPED_CONFIGS.items() if kind == "bench")  # grids in `loralab.configs`
 LIST_KEYS = ("models", "methods", "targets", "strategies", "k", "seeds", "from_scratch", "experts")
 
 # `name` names the default output folder (./bench-NAME) and the report: one path component that cannot
@@ -182,7 +184,9 @@ class Bench:
 
 def shipped_config(name: str) -> Path:
     """A config that ships inside the package (`quickstart`, `loralib`), so `loralab bench` works anywhere."""
-    return Path(str(resources.files("loralab.configs").joinpath(SHIPPED[name])))
+    if name not in SHIPPED:
+        raise UnknownNameError("shipped benchmark config", name, SHIPPED)
+    return config_path(name)
 
 
 def resolve_config_path(spec: str | os.PathLike[str] | None) -> Path:
@@ -204,18 +208,31 @@ def resolve_config_path(spec: str | os.PathLike[str] | None) -> Path:
     raise UnknownNameError("benchmark config (a YAML file or a shipped name)", str(spec), SHIPPED)
 
 
-def load_bench(spec: str | os.PathLike[str] | None = None, *, precision: str | None = None) -> Bench:
+def load_bench(spec: str | os.PathLike[str] | None = None, *, precision: str | None = None,
+               overrides: Sequence[str | Override] = ()) -> Bench:
     """Read, resolve and check a config; every name, option and size is validated before any work.
 
     `precision` (a front-end's `--precision`) replaces the config's `precision` key before the checks, so the
     override is validated, resolved and recorded (in the cell ids and the database's config) like the key;
-    None keeps the config's value.
+    None keeps the config's value. `overrides` (`KEY=VALUE`, `loralab.utils.config.parse_override`: dotted keys
+    of the YAML, `train.max_steps=5`, `seeds=[0]`) are set in the mapping before the checks too: the file is
+    checked alone first (its errors name it), then with the overrides (schema errors name the overrides).
     """
     path = resolve_config_path(spec)
     data = read_yaml_mapping(path)
+    where = str(path)
+    if overrides:
+        parsed = as_overrides(overrides)
+        if precision is not None and any(o.path == ("precision",) for o in parsed):
+            raise ConfigError("precision is given twice: by its option and by a precision=... override; give it once",
+                              param="precision")
+        check(BenchConfig, _listified(data), where)
+        data = apply_overrides(data, parsed)
+        check(BenchConfig, _listified(data), OVERRIDES_WHERE)
+        where = f"{path} with overrides"
     if precision is not None and isinstance(data, Mapping):
         data = {**data, "precision": precision}
-    return bench_from_mapping(data, where=str(path), base_dir=path.parent)
+    return bench_from_mapping(data, where=where, base_dir=path.parent)
 
 
 def bench_from_mapping(data: Mapping[str, Any], where: str = "config", base_dir: Path | None = None, *,
@@ -228,16 +245,37 @@ def bench_from_mapping(data: Mapping[str, Any], where: str = "config", base_dir:
     """
     from loralab.bench.checks import check_bench
 
-    if isinstance(data, Mapping):
-        data = {k: _listify(k, v) for k, v in data.items()}
-        if isinstance(data.get("library"), Mapping) and "tasks" in data["library"]:
-            data["library"] = {**data["library"], "tasks": _listify("targets", data["library"]["tasks"])}
-    config = BenchConfig(**check(BenchConfig, data, where))
+    config = BenchConfig(**check(BenchConfig, _listified(data), where))
     base_dir = base_dir or Path.cwd()
     bench = _resolve(config, where, base_dir, dict(tasks or {}))
     if option_names:
         bench = dataclasses.replace(bench, option_names={**CONFIG_NAMES, **option_names})
     return check_bench(bench, where, base_dir, dict(tasks or {}))
+
+
+def _listified(data: Any) -> Any:
+    """The mapping with one-value list keys as lists (`k: 2` -> `k: [2]`, also `library.tasks`); else as it is."""
+    if not isinstance(data, Mapping):
+        return data
+    data = {k: _listify(k, v) for k, v in data.items()}
+    if isinstance(data.get("library"), Mapping) and "tasks" in data["library"]:
+        data["library"] = {**data["library"], "tasks": _listify("targets", data["library"]["tasks"])}
+    return data
+
+
+def resolved_config(bench: Bench) -> dict[str, Any]:
+    """The grid as it will run, as a config mapping: every key with its value or default, the sections filled in
+    (`library` with its hyperparameters, `train`, `eval`, `resources`), task files and folders as absolute paths.
+
+    What `loralab bench --print-config` prints; a config written from it expands to the same cells.
+    """
+    out = bench.config.to_dict()
+    library = dataclasses.asdict(bench.library)
+    library["hparams"] = dataclasses.asdict(bench.library_hparams) if bench.library.build else None
+    out.update(library=library, train=dataclasses.asdict(bench.hparams), targets=list(bench.targets),
+               eval=dataclasses.asdict(bench.evaluation), resources=dataclasses.asdict(bench.resources),
+               data_dir=bench.data_dir)
+    return plain(out)
 
 
 def _listify(key: str, value: Any) -> Any:

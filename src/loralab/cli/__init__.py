@@ -8,7 +8,7 @@ conventions every command follows, `errors` the one-line error contract.
 from __future__ import annotations
 
 # Registers the commands, in the order `loralab --help` lists them.
-from loralab.cli import catalog, evaluate, library, train, bench, select  # noqa: F401, I001
+from loralab.cli import catalog, evaluate, library, train, bench, select, configs  # noqa: F401, I001
 from loralab.cli.app import app
 from loralab.cli.errors import main
 

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 from loralab.cli.app import app, examples, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (BenchPrecision, DataDir, Device, Experts, Hparams, IncludeOwn, Library, MaxSteps,
-                                 Model, Precision, Seeds, Split, names, out_option)
+                                 Model, Precision, PrintConfig, Seeds, Split, names, out_option, overrides_argument)
 from loralab.cli.output import note, show, stderr
 
 
@@ -27,6 +27,8 @@ def compare_cmd(
     methods: Annotated[str, typer.Option(help="Comma-separated methods (loralab methods ls).")],
     tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated target tasks.")],
     out: Annotated[Path, out_option("Output folder (cells, checkpoints, results.md).")],
+    overrides: Annotated[Optional[list[str]], overrides_argument(
+        "Keys (or train.KEY) set the training hyperparameters of every cell: rank=4 max_steps=20.")] = None,
     library: Library = None,
     experts: Experts = None,
     include_own: IncludeOwn = False,
@@ -43,10 +45,13 @@ def compare_cmd(
     multitask: Annotated[bool, typer.Option("--multitask/--no-multitask", help="Train one model per method on all "
                                             "--tasks jointly and evaluate it on each task (base: the base model; "
                                             "lora: each task's own library LoRA).")] = False,
+    print_config: PrintConfig = False,
 ) -> None:
     """Train and evaluate every (method, task) cell under one protocol; print the method x task table."""
     from loralab.bench.compare import compare_methods
+    from loralab.cli.configs import HPARAMS_SECTIONS, full_hparams, print_yaml
     from loralab.library import load_hparams
+    from loralab.utils.config import parse_overrides, route_overrides
 
     if limit < 1:
         raise usage(f"limit must be >= 1, got {limit}", "limit")
@@ -58,7 +63,11 @@ def compare_cmd(
             raise usage(f"seeds must be comma-separated integers like 0,1,2, got {seeds!r}", "seeds") from None
         if not seed_list:
             raise usage("seeds must name at least one seed", "seeds")
-    hp = load_hparams(hparams, max_steps=max_steps)
+    routed = route_overrides(parse_overrides(overrides), HPARAMS_SECTIONS, default="hparams")
+    hp = load_hparams(hparams, overrides=routed["hparams"], max_steps=max_steps)
+    if print_config:
+        print_yaml(full_hparams(hp), "loralab compare: the training hyperparameters of every cell (a --hparams file)")
+        return
     compare_methods(model, names(methods), names(tasks), out, library=library, experts=names(experts) or None,
                     include_own=include_own, from_scratch=names(from_scratch), hparams=hp, eval_limit=limit,
                     split=split, data_dir=data_dir, device=device, seeds=seed_list, multitask=multitask,
@@ -86,11 +95,15 @@ app.add_typer(bench_app, name="bench")
 
 
 @verb(bench_app, "run", example=("loralab bench", "loralab bench quickstart --dry-run",
+                                 "loralab bench quickstart train.max_steps=5 eval.limit=8 seeds=[0] --print-config",
                                  "loralab bench my-grid.yaml --out runs/bench --executor ray --address auto",
                                  "loralab bench export bench-quickstart/bench.sqlite quickstart.jsonl.gz"))
 def bench_cmd(
     config: Annotated[Optional[str], typer.Argument(help="Benchmark YAML, or a shipped config: quickstart "
-                                                    "(the default), loralib.")] = None,
+                                                    "(the default), loralib (loralab configs ls).")] = None,
+    overrides: Annotated[Optional[list[str]], overrides_argument(
+        "Keys are the grid's: seeds=[0] train.max_steps=5 eval.limit=8 library.hparams.rank=4 (without CONFIG, "
+        "they apply to the quickstart).")] = None,
     out: Annotated[Optional[Path], out_option("Output folder: database, report, library, selections (default: "
                                               "./bench-NAME).")] = None,
     executor: Annotated[str, typer.Option(help="local (one cell at a time in this process) or ray.")] = "local",
@@ -99,13 +112,24 @@ def bench_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config, count its cells, run "
                                                             "nothing.")] = False,
     precision: BenchPrecision = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Run a benchmark grid (models x methods x strategies x k x targets x seeds); cells already done are skipped.
 
     `loralab bench export DB OUT.jsonl.gz` writes a database's compact export instead (see its --help)."""
     from loralab.bench import expand, load_bench, run_bench
+    from loralab.bench.grid import resolved_config
+    from loralab.cli.configs import print_yaml
+    from loralab.utils.config import looks_like_override
 
-    bench = load_bench(config, precision=precision)
+    extra = list(overrides or [])
+    if config is not None and looks_like_override(config) and not _is_file(config):
+        config, extra = None, [config, *extra]  # `loralab bench seeds=[0]`: the quickstart with an override
+    bench = load_bench(config, precision=precision, overrides=extra)
+    if print_config:
+        print_yaml(resolved_config(bench), f"loralab bench: the resolved grid {bench.config.name!r} (precision "
+                                           f"{bench.config.precision} resolves to {bench.precision_name} here)")
+        return
     if dry_run:
         cells = expand(bench)
         counts = Counter((c.method, c.strategy or "-") for c in cells)
@@ -127,6 +151,13 @@ def bench_cmd(
     show(f"report: {result.report} (and report.html, PNG figures beside it)\ndatabase: {result.db}")
     if result.failed:
         raise typer.Exit(1)
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a file
+        return False
 
 
 @verb(bench_app, "export", example="loralab bench export bench-quickstart/bench.sqlite quickstart.jsonl.gz")

@@ -12,38 +12,54 @@ from rich.table import Table
 from loralab.cli.app import library_app, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (AllowBaseMismatch, AllowPickle, BaseModel, DataDir, Device, EvalLimit, Hparams,
-                                 Model, Precision, Split, Task, Tasks, names, out_option)
+                                 Model, Precision, PrintConfig, Resume, Split, Task, Tasks, names, out_option,
+                                 overrides_argument)
 from loralab.cli.output import note, show
 
 EVAL_ALIASES = {"--eval-limit": "--limit", "--eval-split": "--split"}  # the spellings before 0.1.1
 
 
 @verb(library_app, "build", aliases={"--config": "--hparams", **EVAL_ALIASES},
-      example="loralab library build --model smollm2-135m --tasks navigate,winowhy --out runs/lib "
-              "--hparams configs/library-cpu.yaml")
+      example=("loralab library build --model smollm2-135m --tasks navigate,winowhy --out runs/lib "
+               "--hparams configs/library-cpu.yaml",
+               "loralab library build --model tiny-llama --tasks navigate --out runs/lib rank=4 max_steps=20 "
+               "--print-config"))
 def library_build(
     model: Model,
     tasks: Tasks,
     out: Annotated[Path, out_option("Library folder (created if missing; finished adapters are skipped).")],
+    overrides: Annotated[Optional[list[str]], overrides_argument(
+        "Keys (or train.KEY) set the shared training hyperparameters: rank=4 max_steps=20.")] = None,
     hparams: Hparams = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Override max_steps for every adapter.")] = None,
     limit: EvalLimit = 200,
     split: Split = "test",
+    resume: Resume = None,
     device: Device = None,
     precision: Precision = "auto",
     data_dir: DataDir = None,
+    print_config: PrintConfig = False,
 ) -> None:
-    """Train one LoRA per task with one shared set of hyperparameters, into a PEFT-format library."""
+    """Train one LoRA per task with one shared set of hyperparameters, into a PEFT-format library.
+
+    Re-running continues a build: finished adapters are skipped, and an adapter interrupted mid-training
+    continues from its last checkpoint (checkpoint_steps) when it was trained with the same settings."""
+    from loralab.cli.configs import HPARAMS_SECTIONS, full_hparams, print_yaml
     from loralab.library import build_library, load_hparams
+    from loralab.utils.config import parse_overrides, route_overrides
 
     task_names = names(tasks)
     if not task_names:
         raise usage("tasks must name at least one task", "tasks")
     if limit < 0:
         raise usage(f"limit must be >= 0, got {limit}", "limit")
-    hp = load_hparams(hparams, max_steps=max_steps)
+    routed = route_overrides(parse_overrides(overrides), HPARAMS_SECTIONS, default="hparams")
+    hp = load_hparams(hparams, overrides=routed["hparams"], max_steps=max_steps)
+    if print_config:
+        print_yaml(full_hparams(hp), "loralab library build: the shared training hyperparameters (a --hparams file)")
+        return
     entries = build_library(model, task_names, out, hparams=hp, eval_split=split, eval_limit=limit,
-                            data_dir=data_dir, device=device, precision=precision)
+                            data_dir=data_dir, device=device, precision=precision, resume=resume)
     print_library(entries, f"library {out}")
 
 

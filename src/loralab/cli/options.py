@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.models import OptionInfo
+from typer.models import ArgumentInfo, OptionInfo
 
 from loralab.utils.precision import Requested
 
@@ -84,6 +84,26 @@ IncludeOwn = Annotated[bool, typer.Option("--include-own/--exclude-own", help="W
 Seeds = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated training seeds, e.g. 0,1,2: every "
                                               "cell runs once per seed and the table shows mean ± std (default: "
                                               "the hyperparameters' seed).")]
+
+Resume = Annotated[Optional[bool], typer.Option("--resume/--no-resume", help="--resume: continue the interrupted "
+                  "run from the last trainer checkpoint (saved every checkpoint_steps steps), and fail if there is "
+                  "nothing to continue or it was trained with other settings (nothing is removed); --no-resume: "
+                  "remove the checkpoints and start over. Default: resume a checkpoint of the same settings, else "
+                  "start over.", show_default=False)]
+
+# ------------------------------------------------------------------------------------------ configs
+
+PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the resolved config (defaults, files, "
+                                           "options and KEY=VALUE overrides applied) as YAML and exit: nothing is "
+                                           "run or written.")]
+OVERRIDES_HELP = ("KEY=VALUE overrides of the config, applied before it is checked: VALUE is YAML (4, 1e-3, true, "
+                  "null, [a, b]); dotted keys reach nested sections.")
+
+
+def overrides_argument(addresses: str) -> ArgumentInfo:
+    """The `KEY=VALUE...` argument, with what its keys address on this command."""
+    return typer.Argument(metavar="KEY=VALUE", help=f"{OVERRIDES_HELP} {addresses}", show_default=False)
+
 
 # ------------------------------------------------------------------------------------------ trust
 

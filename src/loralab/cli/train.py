@@ -11,46 +11,62 @@ from rich.table import Table
 from loralab.cli.app import app, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (Adapter, AllowBaseMismatch, BaseModel, DataDir, Device, Experts, Hparams, Library,
-                                 Limit, MaxSteps, MethodConfig, Model, NumFewshot, Precision, Split, names,
-                                 out_option)
+                                 Limit, MaxSteps, MethodConfig, Model, NumFewshot, Precision, PrintConfig, Resume,
+                                 Split, names, out_option, overrides_argument)
 from loralab.cli.output import note, show
 
 TASK_LIST_ALIAS = {"--task": "--tasks"}  # these commands took a comma-separated `--task` before 0.1.1
 
 
 @verb(app, "train", aliases={**TASK_LIST_ALIAS, "--config": "--method-config"},
-      example="loralab train --method loramoe --model smollm2-135m --library runs/lib --experts navigate,winowhy "
-              "--tasks social_iqa --out runs/loramoe")
+      example=("loralab train --method loramoe --model smollm2-135m --library runs/lib --experts navigate,winowhy "
+               "--tasks social_iqa --out runs/loramoe",
+               "loralab train --method loramoe --model tiny-llama --tasks navigate --out runs/moe rank=4 max_steps=50 "
+               "method.num_experts=4 --print-config"))
 def train_cmd(
     method: Annotated[str, typer.Option(help="Method name (loralab methods ls).")],
     model: Model,
     tasks: Annotated[str, typer.Option("--tasks", help="Task(s) to train on, comma-separated (several: "
                                                        "multi-task).")],
     out: Annotated[Path, out_option("Checkpoint folder (written atomically).")],
+    overrides: Annotated[Optional[list[str]], overrides_argument(
+        "Bare keys (and train.KEY) set the training hyperparameters (rank=4 max_steps=50), method.KEY the "
+        "method's settings (method.num_experts=4).")] = None,
     library: Library = None,
     experts: Experts = None,
     method_config: MethodConfig = None,
     hparams: Hparams = None,
     max_steps: MaxSteps = None,
+    seed: Annotated[Optional[int], typer.Option(help="Training seed (LoRA init, data order, dropout), recorded "
+                                                     "with the checkpoint's hyperparameters (default: the "
+                                                     "hyperparameters' seed, 0).")] = None,
     report_to: Annotated[Optional[str], typer.Option(help="'tensorboard': log loss and router statistics "
                                                           "(saved in OUT/tensorboard).")] = None,
+    resume: Resume = None,
     device: Device = None,
     precision: Precision = "auto",
     data_dir: DataDir = None,
+    print_config: PrintConfig = False,
 ) -> None:
     """Train any method through one path; `loralab eval --adapter OUT` evaluates the checkpoint."""
+    from loralab.cli.configs import TRAIN_SECTIONS, full_hparams, method_settings, print_yaml
     from loralab.library import load_hparams
+    from loralab.moe.registry import get_method
     from loralab.recipes.train import train_method
-    from loralab.utils.config import read_yaml_mapping
+    from loralab.utils.config import parse_overrides, route_overrides
 
-    hp = load_hparams(hparams, max_steps=max_steps, report_to=report_to)
-    settings = read_yaml_mapping(method_config) if method_config is not None else None
-    if settings is not None:  # checked here too, so an error names the file (train_method only sees a mapping)
-        from loralab.moe.registry import get_method
-
-        get_method(method).config_cls.from_dict(settings, where=str(method_config))
+    spec = get_method(method)  # an unknown method fails before its settings are read
+    routed = route_overrides(parse_overrides(overrides), TRAIN_SECTIONS, default="hparams")
+    hp = load_hparams(hparams, overrides=routed["hparams"], max_steps=max_steps, seed=seed, report_to=report_to)
+    settings = method_settings(spec, method_config, routed["method"])
+    if print_config:
+        print_yaml({**full_hparams(hp), "method": spec.config_cls.from_dict(settings).to_dict()},
+                   f"loralab train --method {method}: the training hyperparameters (top-level keys: a --hparams "
+                   "file)\nand the method's settings (method: a --method-config file)")
+        return
     info = train_method(method, model, names(tasks), out, library=library, experts=names(experts) or None,
-                        config=settings, hparams=hp, data_dir=data_dir, device=device, precision=precision)
+                        config=settings or None, hparams=hp, data_dir=data_dir, device=device, precision=precision,
+                        resume=resume)
     val = info["train"].get("val_loss") or []
     last = f", validation loss {val[-1]['loss']:.4f} at step {val[-1]['step']}" if val else ""
     note(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}{last}, precision "

@@ -95,6 +95,7 @@ def build_library(
     device: str | None = None,
     progress: bool = True,
     precision: str | None = "auto",
+    resume: bool | None = None,
 ) -> list[AdapterEntry]:
     """Train one LoRA per task (skipping tasks already in the library) and return every entry built or found.
 
@@ -104,11 +105,23 @@ def build_library(
     training and evaluation; "auto" is bf16 where the hardware has it natively, else fp32 (or the
     hyperparameters' explicit `mixed_precision`). The resolved one is recorded in every entry, and extending
     a library built in another precision is refused.
+
+    Re-running a build continues it: finished adapters are always skipped, and an adapter interrupted
+    mid-training continues from its last trainer checkpoint (`checkpoint_steps`) in `out/.work/` when that was
+    trained with the same settings. `resume` makes this explicit: None (default) as said, a checkpoint of other
+    settings removed with a warning; True: `out` must be a library already (`ResumeError` otherwise), and a
+    checkpoint of other settings is an error, nothing removed; False: interrupted adapters start over (their
+    checkpoints removed; finished adapters are still skipped: they are the library).
     """
     from loralab.training.trainer import trainer_device
 
     hp = hparams or LoRAHparams()
     check_library_out(out)
+    if resume and not (Path(out).is_dir() and is_library_dir(Path(out))):
+        from loralab.errors import ResumeError
+
+        raise ResumeError(f"resume: {out} is not a LoRA library yet: there is no build to continue",
+                          param="resume")
     lib = Library(out)
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     names = [check_name("task", t.name) for t in task_objs]
@@ -133,7 +146,8 @@ def build_library(
             shutil.rmtree(lib.work_dir(slug, task.name), ignore_errors=True)
             continue
         logger.info("[%d/%d] %s: training", i, len(task_objs), task.name)
-        built.append(_build_one(lm, task, lib, slug, hp, prec, eval_split, eval_limit, evaluate_base, progress))
+        built.append(_build_one(lm, task, lib, slug, hp, prec, eval_split, eval_limit, evaluate_base, progress,
+                                resume))
         lib.refresh_manifest()
     lib.refresh_manifest()
     lib.remove_empty_work_dirs()
@@ -159,7 +173,8 @@ def _check_shared_hparams(lib: Library, slug: str, hp: LoRAHparams, precision: P
 
 
 def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHparams, precision: Precision,
-               eval_split: str, eval_limit: int | None, evaluate_base: bool, progress: bool) -> AdapterEntry:
+               eval_split: str, eval_limit: int | None, evaluate_base: bool, progress: bool,
+               resume: bool | None = None) -> AdapterEntry:
     from peft import get_peft_model
     from transformers import set_seed
 
@@ -176,7 +191,7 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
         work = lib.work_dir(slug, task.name)
         val_features = validation_features(task, lm.tokenizer, hp) if hp.val_every is not None else None
         stats = train_adapter(peft_model, lm.tokenizer, features, hp, work, description=task.name, progress=progress,
-                              precision=precision, val_features=val_features)
+                              precision=precision, val_features=val_features, resume=resume)
         metrics: dict[str, Any] = {"train_loss": stats.train_loss, "train_steps": stats.steps,
                                    "train_examples": stats.examples, "train_seconds": round(stats.seconds, 2)}
         if stats.val_history:

@@ -47,6 +47,8 @@ class TrainRequest:
         progress: Show a progress bar.
         precision: The resolved precision: run every forward under `precision.autocast()` (parameters stay
             fp32) and record `precision.to_dict()` in the checkpoint's info as "precision".
+        resume: What to do with checkpoints in the work folder beside `out`: pass it to `train_adapter`
+            (None: resume a matching one; True: resume, refusing one of other settings; False: start over).
     """
 
     method: str
@@ -60,6 +62,7 @@ class TrainRequest:
     loras: list[LibraryLoRA] | None
     progress: bool
     precision: Precision = field(default_factory=lambda: resolve_precision("fp32"))
+    resume: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,23 @@ def check_checkpoint_out(out: str | os.PathLike[str], option: str = "out") -> Pa
     return target
 
 
+def check_resumable(out: str | os.PathLike[str], hp: LoRAHparams) -> Path:
+    """`resume=True`: the work folder of `out` must hold a complete checkpoint (before any model loads); return it."""
+    from loralab.errors import ResumeError
+    from loralab.training.checkpoints import latest_checkpoint
+
+    work = work_dir(out)
+    found = latest_checkpoint(work) if work.is_dir() else None
+    if found is None:
+        why = (f"training saves one every {hp.checkpoint_steps} steps (checkpoint_steps)"
+               if hp.checkpoint_steps is not None else
+               "checkpoint_steps is not set, so training saves none: set checkpoint_steps=N to save one every N steps")
+        done = " (out holds a finished checkpoint: training without it replaces that)" \
+            if Path(out).is_dir() and is_checkpoint_dir(Path(out)) else ""
+        raise ResumeError(f"resume: no complete checkpoint to resume in {work}{done}; {why}", param="resume")
+    return found
+
+
 def work_dir(out: str | os.PathLike[str]) -> Path:
     """Where the trainer keeps its checkpoints while `out` trains (beside it, hidden; removed when done)."""
     return Path(out).with_name(f".{Path(out).name}.work")
@@ -116,11 +133,17 @@ def train_method(
     device: str | None = None,
     progress: bool = True,
     precision: str | None = "auto",
+    resume: bool | None = None,
 ) -> dict[str, Any]:
     """Build, train and save a method checkpoint that `loralab eval --adapter OUT` evaluates.
 
     `precision` ("auto", "fp32", "bf16", "fp16"): the autocast of every forward; "auto" is bf16 where the
     hardware has it natively, else fp32 (or the hyperparameters' explicit `mixed_precision`).
+    `resume`: the trainer checkpoints (every `checkpoint_steps` steps) of an interrupted run wait in the work
+    folder beside `out` (`work_dir`). None (default): a checkpoint of the same run (hyperparameters, data,
+    model, method config) is resumed, one of other settings removed with a warning. True: continue from the
+    last complete checkpoint or fail (`ResumeError`) when there is none or it was trained with other settings
+    (nothing is removed); False: remove the checkpoints and start over.
     """
     from transformers import set_seed
 
@@ -130,6 +153,8 @@ def train_method(
 
     spec = get_method(method)  # an unknown method fails before anything loads
     check_checkpoint_out(out)
+    if resume:
+        check_resumable(out, hparams or LoRAHparams())
     hp = hparams or LoRAHparams()
     prec = training_precision(precision, hp, trainer_device())
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
@@ -144,7 +169,7 @@ def train_method(
     if spec.train is not None:
         cfg, loras = _config_and_experts(spec, lm, config, library, experts)
         request = TrainRequest(method, lm, task_objs, Path(out), cfg, hp, Path(library) if library else None,
-                               list(experts) if experts else None, loras, progress, prec)
+                               list(experts) if experts else None, loras, progress, prec, resume)
         info = spec.train(request)
         info.setdefault("precision", prec.to_dict())  # a plug-in's own train may not record it in its checkpoint
         info.setdefault("train", {}).setdefault("adapted", peft_adapted(Path(out)))
@@ -160,7 +185,8 @@ def train_method(
         run = {"method": method, "config": moe.method_config.to_dict(), "model": lm.name,
                "tasks": [t.name for t in task_objs], "experts": list(experts or [])}
         stats = train_adapter(moe, lm.tokenizer, features, hp, work, description=method, progress=progress,
-                              task_batches=task_batches, fingerprint=run, precision=prec, val_features=val_features)
+                              task_batches=task_batches, fingerprint=run, precision=prec, val_features=val_features,
+                              resume=resume)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
                           "examples": stats.examples, "task_batches": task_batches,
                           "adapted": adapted_modules([name for name, module in moe.model.named_modules()

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from loralab.errors import ResumeError
 from loralab.training.hparams import LoRAHparams
 
 logger = logging.getLogger(__name__)
@@ -65,11 +66,17 @@ def run_fingerprint(model: torch.nn.Module, features: Sequence[Mapping[str, Any]
 
 
 def resumable_checkpoint(work_dir: str | os.PathLike[str], fingerprint: Mapping[str, Any],
-                         description: str = "training") -> Path | None:
+                         description: str = "training", resume: bool | None = None) -> Path | None:
     """The checkpoint to resume from, after removing incomplete or older ones and ones of other settings.
 
     A checkpoint is resumed only when `work_dir` records the same fingerprint (hyperparameters, data,
-    trainable tensors); otherwise its checkpoints are from another run and training starts over.
+    trainable tensors). `resume` says what happens to checkpoints of another run:
+
+    - None (automatic): they are removed, with a warning, and training starts over;
+    - True (resume or fail): they are an error (`ResumeError`), and nothing is removed; with no checkpoint
+      at all training starts from the beginning (a job that must find one checks that itself, e.g.
+      `train_method`);
+    - False (start over): every checkpoint is removed, matching or not.
     """
     work = Path(work_dir)
     checkpoints = checkpoint_dirs(work)
@@ -79,12 +86,38 @@ def resumable_checkpoint(work_dir: str | os.PathLike[str], fingerprint: Mapping[
         recorded = json.loads((work / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         recorded = None
-    keep = latest_checkpoint(work) if recorded == dict(fingerprint) else None
-    if keep is None:
+    same = recorded == dict(fingerprint)
+    if resume is True and not same and latest_checkpoint(work) is not None:
+        differ = fingerprint_differences(recorded, fingerprint)
+        raise ResumeError(f"resume: the checkpoint in {work} was trained with other settings or data "
+                          f"({differ}); nothing was removed: give the settings it was trained with, or start over "
+                          f"without it", param="resume")
+    keep = latest_checkpoint(work) if same and resume is not False else None
+    if keep is None and resume is not False:
         logger.warning("%s: checkpoints in %s %s; starting over", description, work,
-                       "are incomplete" if recorded == dict(fingerprint) else
-                       "were trained with other settings or data")
+                       "are incomplete" if same else "were trained with other settings or data")
+    elif keep is None:
+        logger.info("%s: starting over (resume off): removing the checkpoints in %s", description, work)
     for path in checkpoints:
         if path != keep:
             shutil.rmtree(path, ignore_errors=True)
     return keep
+
+
+def fingerprint_differences(recorded: Any, wanted: Mapping[str, Any], shown: int = 4) -> str:
+    """What differs between a work folder's recorded fingerprint and this run's, in words (`hparams.rank 8 -> 4`)."""
+    if not isinstance(recorded, Mapping):
+        return "the work folder records no settings"
+    changes = []
+    for key in sorted(set(recorded) | set(wanted)):
+        have, want = recorded.get(key), wanted.get(key)
+        if have == want:
+            continue
+        if isinstance(have, Mapping) and isinstance(want, Mapping):
+            changes += [f"{key}.{k} {have.get(k)!r} -> {want.get(k)!r}" for k in sorted(set(have) | set(want))
+                        if have.get(k) != want.get(k)]
+        elif key in ("features", "trainable"):  # hashes: the words say more than the digests
+            changes.append({"features": "the training data", "trainable": "the trained tensors"}[key])
+        else:
+            changes.append(f"{key} {have!r} -> {want!r}")
+    return ", ".join(changes[:shown]) + (f", ... ({len(changes)} differences)" if len(changes) > shown else "")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 
 from loralab.errors import ConfigError
-from loralab.utils.config import Describe, check, check_fields, from_mapping, read_yaml_mapping
+from loralab.utils.config import (OVERRIDES_WHERE, Describe, Override, as_overrides, check, check_fields,
+                                  check_overridden, from_mapping, read_yaml_mapping)
 from loralab.utils.precision import Precision, resolve_precision
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -125,9 +127,25 @@ def training_precision(requested: str | None, hp: LoRAHparams | None, device: An
     return dataclasses.replace(chosen, reason=f"mixed_precision {legacy!r}: {chosen.reason}")
 
 
-def load_hparams(path: str | os.PathLike[str] | None = None, **overrides: Any) -> LoRAHparams:
-    """Defaults, then the YAML file's keys, then non-None `overrides` (e.g. max_steps from the CLI)."""
+def load_hparams(path: str | os.PathLike[str] | None = None, *, overrides: Sequence[Override | str] = (),
+                 **options: Any) -> LoRAHparams:
+    """Defaults, then the YAML file's keys, then non-None `options` (e.g. max_steps from the CLI's --max-steps),
+    then `overrides` (`KEY=VALUE`, see `loralab.utils.config.parse_override`).
+
+    A key set both by an option and by an override is refused (one of them would be silently ignored).
+    """
     data = check(LoRAHparams, read_yaml_mapping(path), str(path)) if path is not None else {}
-    given = {k: v for k, v in overrides.items() if v is not None}
-    # the file is checked on its own first, so an error names where the value came from: the file or an option
-    return from_mapping(LoRAHparams, {**data, **given}, where="options" if given else str(path or "hyperparameters"))
+    given = {k: v for k, v in options.items() if v is not None}
+    # each layer is checked on its own first, so an error names where the value came from: the file, an option
+    # (a flag) or an override
+    where = "options" if given else str(path or "hyperparameters")
+    merged = {**data, **given}
+    if not overrides:
+        return from_mapping(LoRAHparams, merged, where=where)
+    check(LoRAHparams, merged, where)
+    parsed = as_overrides(overrides)
+    for o in parsed:
+        if o.path[0] in given:
+            raise ConfigError(f"{o.path[0]} is given twice: by its option ({given[o.path[0]]!r}) and by the override "
+                              f"{o.text!r}; give it once", param=o.path[0])
+    return from_mapping(LoRAHparams, check_overridden(LoRAHparams, merged, parsed), where=OVERRIDES_WHERE)

@@ -296,7 +296,8 @@ def check_context(model: torch.nn.Module, features: Sequence[dict], hp: LoRAHpar
 def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: LoRAHparams,
                   work_dir: str | os.PathLike[str], *, description: str = "training", progress: bool = True,
                   task_batches: bool = False, fingerprint: Mapping[str, Any] | None = None,
-                  precision: Precision | None = None, val_features: Sequence[dict] | None = None) -> TrainStats:
+                  precision: Precision | None = None, val_features: Sequence[dict] | None = None,
+                  resume: bool | None = None) -> TrainStats:
     """Train the (PEFT-wrapped) `model` in place; resumes from a checkpoint in `work_dir` if there is one.
 
     `task_batches`: one-task batches drawn by task size (`TaskBatchSampler`; features carry `task_ids`).
@@ -308,6 +309,9 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
     `val_features` (required when `hp.val_every` is set, else refused): what the validation loss is measured on
     (`validation_features`, with the same routing keys as `features`); the records are `TrainStats.val_history`.
     Validation changes no weight, so it is not part of what a resumed checkpoint must match.
+    `resume` (`resumable_checkpoint`): None resumes a matching checkpoint and starts over otherwise; True also
+    resumes a matching one but refuses (`ResumeError`, nothing removed) checkpoints of other settings; False
+    removes every checkpoint and starts over.
 
     Raises:
         TrainingDivergedError: a NaN/inf loss or weight; nothing is saved from that step on, and the last
@@ -327,7 +331,7 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
     if precision.name != "fp32":  # fp32 runs keep the fingerprint they had before precisions were recorded
         extra["precision"] = precision.name
     run = run_fingerprint(model, features, hp, extra)
-    resume_dir = resumable_checkpoint(work_dir, run, description)
+    resume_dir = resumable_checkpoint(work_dir, run, description, resume)
     atomic_write_json(Path(work_dir) / RUN_FILE, run)
     args = training_arguments(hp, work_dir, len(features), precision)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -341,16 +345,16 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
     trainer = AnswerOnlyTrainer(model=model, args=args, train_dataset=features, data_collator=PadCollator(pad),
                                 callbacks=[bar], batch_sampler=sampler, precision=precision, **validation)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; the rich bar shows the loss
-    resume = None
+    resume_from = None
     if resume_dir is not None:
-        resume = str(resume_dir)
-        logger.info("%s: resuming from %s", description, resume)
+        resume_from = str(resume_dir)
+        logger.info("%s: resuming from %s", description, resume_from)
         state = read_json(resume_dir / CHECKPOINT_STATE, what="trainer checkpoint state")
         trainer.step_losses = [float(v) for v in state.get("step_losses", [])]
         trainer.method_history = list(state.get("method_history", []))
         trainer.val_history = list(state.get("val_history", []))
     try:
-        result = trainer.train(resume_from_checkpoint=resume)
+        result = trainer.train(resume_from_checkpoint=resume_from)
     finally:
         bar.close()
     model.eval()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -433,3 +434,174 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ------------------------------------------------------------------------------------------------ overrides
+
+# One grammar for every command that takes a config (`loralab train ... rank=4 method.top_k=1`,
+# `loralab bench grid.yaml train.max_steps=5 seeds=[0]`):
+#
+#     KEY=VALUE    KEY: dotted names (letters, digits, '_', '-'; no leading digit), one level per dot
+#                  VALUE: YAML, read as in a config file (4, 0.5, true, null, abc, 'quoted', [1, 2], {a: 1}),
+#                         except that 1e-3 is a number (YAML 1.2 and Python; PyYAML alone reads a string)
+#
+# An override sets one key of the command's config mapping before the mapping is validated, creating the
+# mappings on its way; a mapping value replaces the whole section. So the schemas above check the result, and a
+# bad key or value is the usual one line (`overrides: rnak: unknown key 'rnak' (did you mean 'rank'?); ...`).
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
+_OVERRIDE_KEY = re.compile(rf"^{_NAME}(\.{_NAME})*$")
+# YAML 1.2's float forms that YAML 1.1 (PyYAML) reads as strings: an exponent without a dot (1e-3, 5E4, -2e+1)
+_EXP_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
+OVERRIDES_WHERE = "overrides"  # how messages name the command line's overrides
+
+
+class _OverrideLoader(yaml.SafeLoader):
+    """PyYAML's safe loader plus YAML 1.2's exponent floats (so `learning_rate=1e-3` is a number)."""
+
+
+_OverrideLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+.0123456789"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Override:
+    """One `KEY=VALUE` of the command line: the dotted key's parts, the YAML-parsed value, the text as typed."""
+
+    path: tuple[str, ...]
+    value: Any
+    text: str
+
+    @property
+    def key(self) -> str:
+        return ".".join(self.path)
+
+
+def looks_like_override(text: str) -> bool:
+    """Whether `text` has the shape `KEY=VALUE` (a positional argument that is an override, not a path)."""
+    key, eq, _ = text.partition("=")
+    return bool(eq) and bool(_OVERRIDE_KEY.match(key))
+
+
+def parse_override(text: str) -> Override:
+    """`"train.max_steps=5"` -> Override(("train", "max_steps"), 5, ...); a malformed one is one ConfigError line."""
+    key, eq, raw = text.partition("=")
+    if not eq:
+        raise ConfigError(f"override {text!r} is not KEY=VALUE (e.g. rank=4 or train.max_steps=50)")
+    if not _OVERRIDE_KEY.match(key):
+        raise ConfigError(f"override {text!r}: {key!r} is not a key (allowed: dotted names of letters, digits, "
+                          "'_' and '-', e.g. train.max_steps)")
+    if not raw.strip():
+        raise ConfigError(f"override {text!r} has no value (write {key}=null for null, {key}='' for an empty string)")
+    try:
+        value = yaml.load(raw, Loader=_OverrideLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem})") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise ConfigError(f"override {text!r}: invalid YAML value ({exc})") from None
+    return Override(tuple(key.split(".")), value, text)
+
+
+def parse_overrides(texts: Sequence[str] | None) -> list[Override]:
+    """Every override, in order; a key given twice, or a key and a key inside it (`train=...` and `train.rank=4`),
+    is refused."""
+    parsed = [parse_override(t) for t in texts or ()]
+    for i, a in enumerate(parsed):
+        for b in parsed[i + 1:]:
+            shorter, longer = sorted((a, b), key=lambda o: len(o.path))
+            if a.path == b.path:
+                raise ConfigError(f"override key {a.key} is given twice: {a.text!r} and {b.text!r}; give it once")
+            if longer.path[:len(shorter.path)] == shorter.path:
+                raise ConfigError(f"overrides {a.text!r} and {b.text!r} both set {longer.key} ({shorter.text!r} sets "
+                                  f"all of {shorter.key}); give one of them")
+    return parsed
+
+
+def as_overrides(items: Sequence[str | Override]) -> list[Override]:
+    """Strings parsed (`parse_overrides`), Override objects as they are (parsed, and perhaps routed, already)."""
+    texts = [o for o in items if not isinstance(o, Override)]
+    return [o for o in items if isinstance(o, Override)] + parse_overrides(texts)
+
+
+def route_overrides(overrides: Sequence[Override], sections: Mapping[str, str],
+                    default: str | None = None) -> dict[str, list[Override]]:
+    """Split overrides by their first key part: `sections` maps a prefix to a destination (the prefix is dropped,
+    `method.top_k` -> `top_k` for "method"); other keys go to `default` whole (None: such a key is refused).
+
+    A bare section name (`method=...`) is refused: a section's keys are set one by one (`method.KEY=VALUE`).
+    """
+    routed: dict[str, list[Override]] = {dest: [] for dest in {*sections.values(), *([default] if default else [])}}
+    for o in overrides:
+        head = o.path[0]
+        if head in sections:
+            if len(o.path) == 1:
+                raise ConfigError(f"override {o.text!r}: {head} is a section; set its keys as {head}.KEY=VALUE")
+            routed[sections[head]].append(dataclasses.replace(o, path=o.path[1:]))
+        elif default is not None:
+            routed[default].append(o)
+        else:
+            allowed = ", ".join(f"{s}.KEY" for s in sections)
+            raise ConfigError(f"override {o.text!r}: unknown section {head!r}; allowed: {allowed}")
+    return routed
+
+
+def apply_overrides(data: Mapping[str, Any] | None, overrides: Sequence[Override], *,
+                    where: str = OVERRIDES_WHERE) -> dict[str, Any]:
+    """A copy of `data` with every override set (mappings on the way created as needed; `data` is left as it is).
+
+    A key whose way passes through a value that is not a mapping (`train.rank=4` where `train` is a file name)
+    is one ConfigError line naming it.
+    """
+    out = _copy_mappings(data or {})
+    for o in overrides:
+        node = out
+        for depth, part in enumerate(o.path[:-1], start=1):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                prefix = ".".join(o.path[:depth])
+                raise ConfigError(f"{where}: {o.key}: {prefix} is not a mapping (got {_show(child)}), so it has no "
+                                  f"key {o.path[depth]!r}; set {prefix}=... as a whole")
+            node = child
+        node[o.path[-1]] = o.value
+    return out
+
+
+def check_overridden(spec: Any, data: Mapping[str, Any], overrides: Sequence[Override], *,
+                     at: Sequence[str | int] = (), error: type[UserInputError] = ConfigError) -> dict[str, Any]:
+    """`data` (already valid as `spec`) with `overrides` applied and checked as `spec`; errors name the overrides.
+
+    Returns the applied mapping (not the schema's cleaned copy), for the caller's own constructor.
+    """
+    merged = apply_overrides(data, overrides)
+    if overrides:
+        check(spec, merged, OVERRIDES_WHERE, at=at, error=error)
+    return merged
+
+
+def _copy_mappings(value: Any) -> Any:
+    """Mappings copied as dicts at any depth (lists and values shared: an override replaces, never edits, them)."""
+    if isinstance(value, Mapping):
+        return {k: _copy_mappings(v) for k, v in value.items()}
+    return value
+
+
+def to_yaml(data: Mapping[str, Any], *, header: str | None = None) -> str:
+    """`data` as block-style YAML in its key order (tuples as lists, paths as strings), after `header` comment lines.
+
+    What `--print-config` prints: reading it back (`read_yaml_mapping`) gives `data` again.
+    """
+    text = yaml.safe_dump(_plain_yaml(data), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+    comment = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines()) if header else ""
+    return comment + text
+
+
+def _plain_yaml(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain_yaml(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_yaml(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value

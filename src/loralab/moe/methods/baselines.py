@@ -176,7 +176,7 @@ def train_peft_lora(request, description: str) -> dict[str, Any]:
                         if hp.val_every is not None else None)
         stats = train_adapter(peft_model, lm.tokenizer, features, hp, work, description=description,
                               progress=request.progress, fingerprint={"method": request.method, "model": lm.name},
-                              precision=request.precision, val_features=val_features)
+                              precision=request.precision, val_features=val_features, resume=request.resume)
         info = {"train": {"steps": stats.steps, "loss": stats.train_loss, "seconds": round(stats.seconds, 2),
                           "examples": stats.examples}, "hparams": hp.to_dict(), "model": lm.name, "source": "trained",
                 "precision": request.precision.to_dict()}
