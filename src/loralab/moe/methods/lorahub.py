@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from loralab.errors import AdapterError, ConfigError, LoralabError, UnknownNameError
+from loralab.errors import AdapterError, ConfigError, UnknownNameError
 from loralab.moe.config import MethodConfig, check_positive
 from loralab.moe.methods.baselines import check_distinct_experts, peft_format_build, provenance, save_peft_adapter
 from loralab.moe.registry import MethodSpec, register_method
@@ -225,12 +225,9 @@ class SearchResult:
 
 
 def _nevergrad():
-    try:
-        import nevergrad as ng
-    except ImportError:
-        raise LoralabError("lorahub searches its weights with nevergrad, which is not installed: "
-                           "pip install nevergrad") from None
-    return ng
+    from loralab.utils.extras import require_extra
+
+    return require_extra("nevergrad", "lorahub (its gradient-free weight search)")
 
 
 def search_weights(score: Callable[[list[float]], tuple[float, float]], n: int, cfg: LoRAHubConfig,
