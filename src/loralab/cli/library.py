@@ -13,7 +13,7 @@ from loralab.cli.app import library_app, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (AllowBaseMismatch, AllowPickle, BaseModel, DataDir, Device, EvalLimit, Hparams,
                                  Model, Precision, Split, Task, Tasks, names, out_option)
-from loralab.cli.output import note, show
+from loralab.cli.output import done, show
 
 EVAL_ALIASES = {"--eval-limit": "--limit", "--eval-split": "--split"}  # the spellings before 0.1.1
 
@@ -85,7 +85,7 @@ def library_add(
                            allow_base_mismatch=allow_base_mismatch, eval_split=split, eval_limit=limit,
                            data_dir=data_dir, device=device, precision=precision)
     evaluated = _precision(entry)  # an imported adapter's: the precision of its evaluation, if it had one
-    note(f"added {entry.task} ({entry.model}) to {library}" + (f", evaluated in {evaluated}" if evaluated else ""))
+    done(f"added {entry.task} ({entry.model}) to {library}" + (f", evaluated in {evaluated}" if evaluated else ""))
 
 
 def print_library(entries: Sequence, title: str) -> None:
