@@ -33,7 +33,7 @@ Deviations from the official code (hence `faithful=False`):
   experts target counts as zero in the others (the official code requires identical modules).
 * The paper's setup is Flan-T5 (encoder-decoder); here any causal LM loralab loads.
 
-nevergrad is required (`pip install nevergrad`); there is no silent fallback. `optimizer` may name any
+nevergrad is required (`pip install 'loralab[lorahub]'`); there is no silent fallback. `optimizer` may name any
 other nevergrad optimizer (e.g. "CMA", "OnePlusOne").
 """
 
