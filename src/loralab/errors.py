@@ -91,3 +91,8 @@ class TrainingDivergedError(LoralabError):
     """
 
     exit_code = 1
+
+
+class MissingExtraError(UserInputError):
+    """An optional feature whose package is not installed; the message names the extra that installs it
+    (`pip install 'loralab[ray]'`). Exit code 2: the command cannot run as asked, and nothing was done."""

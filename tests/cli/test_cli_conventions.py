@@ -128,12 +128,14 @@ def test_global_options_work_after_the_verb(monkeypatch, capsys, task_file):
     code, out, err = run_cli(monkeypatch, capsys, "tasks", "ls", "--threads", "1", "-v")
     assert code == 0 and "40 tasks" in out, err
     assert torch.get_num_threads() == 1 and logging.getLogger().level == logging.DEBUG
+    # -q: errors and the final result only; the export's result is its one line
     code, _, err = run_cli(monkeypatch, capsys, "data", "export", str(task_file), "--out", str(task_file.with_name(
         "e.jsonl")), "--quiet")
-    assert code == 0 and err == "" and logging.getLogger().level == logging.WARNING
+    assert code == 0 and err.strip() == f"wrote 6 examples to {task_file.with_name('e.jsonl')}"
+    assert logging.getLogger().level == logging.ERROR
     code, _, err = run_cli(monkeypatch, capsys, "-q", "data", "export", str(task_file), "--out",
                            str(task_file.with_name("e.jsonl")))
-    assert code == 0 and err == ""
+    assert code == 0 and err.strip() == f"wrote 6 examples to {task_file.with_name('e.jsonl')}"
     code, _, err = run_cli(monkeypatch, capsys, "data", "export", str(task_file), "--out",
                            str(task_file.with_name("e.jsonl")))
     assert code == 0 and err.strip() == f"wrote 6 examples to {task_file.with_name('e.jsonl')}"

@@ -185,7 +185,7 @@ def test_lorahub_input_errors(tmp_path, tiny_libraries, monkeypatch):
             train_method("lorahub", lm, [toy_task("target")], tmp_path / "x", library=lib, experts=tasks,
                          config=bad, hparams=HP)
     monkeypatch.setitem(sys.modules, "nevergrad", None)  # not installed: a clear error, never a silent fallback
-    with pytest.raises(LoralabError, match="pip install nevergrad"):
+    with pytest.raises(LoralabError, match=r"needs nevergrad, which is not installed: pip install 'loralab\[lorahub"):
         train_method("lorahub", lm, [toy_task("target")], tmp_path / "x", library=lib, experts=tasks, hparams=HP)
     assert not (tmp_path / "x").exists()
     assert not any("lora" in n for n, _ in lm.model.named_modules())

@@ -174,8 +174,12 @@ def test_train_save_reload_report_and_merge(tmp_path, monkeypatch, capsys):
     assert report.ranks == chosen_ranks(moe)
     assert sum(report.histogram("toy_a")) == len(layers(moe))
 
+    # one record per step: HF Trainer's end-of-training log at step 4 (a logging step) replaces, not repeats, it
+    assert [row["step"] for row in info["train"]["history"]] == [1, 2, 3, 4]
     code, out, _ = run_cli(monkeypatch, capsys, "ranks", str(tmp_path / "more"))
     assert code == 0 and "mean rank" in out and "toy_b" in out
+    history = out.split("| step |")[1].splitlines()[2:]
+    assert [line.split("|")[1].strip() for line in history if line.startswith("|")] == ["1", "2", "3", "4"]
 
     code, _, err = run_cli(monkeypatch, capsys, "merge", "--adapter", str(tmp_path / "more"), "--task", "toy_b",
                            "--out", str(tmp_path / "merged"))
@@ -202,6 +206,17 @@ def test_train_save_reload_report_and_merge(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     record = json.loads((tmp_path / "merged_c" / "loralab_merge.json").read_text())
     assert record["nearest_task"] in ("toy_a", "toy_b") and record["merged_task"] == record["nearest_task"]
+
+    # a checkpoint written before the trainer kept one record per step lists the last one twice: shown once
+    from loralab.moe.model import CONFIG_FILE
+
+    config = tmp_path / "more" / CONFIG_FILE
+    meta = json.loads(config.read_text())
+    meta["train"]["history"].append({**meta["train"]["history"][-1], "more/mean_rank/toy_a": 1.0})
+    config.write_text(json.dumps(meta))
+    report = rank_report(tmp_path / "more")
+    assert [row["step"] for row in report.history] == [1, 2, 3, 4]
+    assert report.history[-1]["more/mean_rank/toy_a"] == 1.0  # the later record of the step
 
 
 def test_more_refuses_library_experts(tmp_path):

@@ -95,10 +95,9 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None, resources: Resources) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise UserInputError("--executor ray needs Ray: pip install 'loralab[ray]'") from None
+        from loralab.utils.extras import require_extra
+
+        ray = require_extra("ray", "--executor ray")
         self._ray = ray
         self._started = False
         if not ray.is_initialized():

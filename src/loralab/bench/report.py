@@ -84,7 +84,7 @@ def write_report(source: Store | BenchData | str | os.PathLike[str], out: str | 
     blocks += _provenance(rows, failures)
     atomic_write_text(out_dir / "report.md", _markdown(blocks))
     atomic_write_text(out_dir / "report.html", _html(blocks, meta.get("name") or "bench"))
-    logger.info("wrote %s and report.html", out_dir / "report.md")
+    logger.debug("wrote %s and report.html", out_dir / "report.md")  # debug: the CLI prints where it is
     return out_dir / "report.md"
 
 

@@ -15,7 +15,7 @@ from loralab.cli.app import app, examples, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (BenchPrecision, DataDir, Device, Experts, Hparams, IncludeOwn, Library, MaxSteps,
                                  Model, Precision, PrintConfig, Seeds, Split, names, out_option, overrides_argument)
-from loralab.cli.output import note, show, stderr
+from loralab.cli.output import done, note, show, stderr
 
 
 @verb(app, "compare", aliases={"--eval-limit": "--limit", "--no-include-own": "--exclude-own"},
@@ -170,7 +170,7 @@ def export_cmd(
     The same database always gives the same bytes, and `loralab report OUT` rebuilds the same report."""
     from loralab.bench import export_bench
 
-    note(f"wrote {export_bench(db, out)}")
+    done(f"wrote {export_bench(db, out)}")
 
 
 @verb(app, "report", example=("loralab report bench-quickstart/bench.sqlite --out bench-quickstart/report",

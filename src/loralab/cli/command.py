@@ -38,7 +38,9 @@ class GlobalOptions:
 
 
 def configure(ctx: Any, options: GlobalOptions) -> None:
-    """Apply `options` (torch threads, log level, muted status lines) and remember them for this invocation."""
+    """Apply `options` (torch threads, log level, what the libraries print, muted status lines) and remember them
+    for this invocation."""
+    from loralab.cli import noise
     from loralab.cli.output import set_quiet
 
     if options.threads is not None:
@@ -49,11 +51,13 @@ def configure(ctx: Any, options: GlobalOptions) -> None:
         torch.set_num_threads(options.threads)
     if options.verbose and options.quiet:
         raise UserInputError("-v/--verbose and -q/--quiet exclude each other; give one")
-    level = logging.DEBUG if options.verbose else logging.WARNING if options.quiet else logging.INFO
+    # -q: errors only (a warning is not the result); the command's final line is not a log record
+    level = logging.DEBUG if options.verbose else logging.ERROR if options.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(level)  # basicConfig leaves an already configured root logger's level alone
     for noisy in ("httpx", "urllib3", "filelock", "datasets"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    noise.apply("verbose" if options.verbose else "quiet" if options.quiet else "normal")
     set_quiet(options.quiet)
     ctx.meta[_GLOBALS_KEY] = options
 

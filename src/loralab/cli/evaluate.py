@@ -12,7 +12,7 @@ from loralab.cli.app import app, data_app, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (AllowBaseMismatch, AllowPickle, DataDir, Device, Limit, Model, NumFewshot, Precision,
                                  Split, Task, TrustRemoteCode, out_option)
-from loralab.cli.output import note, show
+from loralab.cli.output import done, note, show
 
 
 @verb(app, "eval", example="loralab eval --model smollm2-135m --task social_iqa --limit 200 --out social_iqa.json")
@@ -72,4 +72,4 @@ def data_export(
     from loralab.recipes.evaluate import export_task
 
     n = export_task(task, out, split=split, limit=limit, num_fewshot=num_fewshot, data_dir=data_dir)
-    note(f"wrote {n} examples to {out}")
+    done(f"wrote {n} examples to {out}")

@@ -14,7 +14,7 @@ from loralab.cli.errors import usage
 from loralab.cli.options import (AllowBaseMismatch, AllowPickle, BaseModel, DataDir, Device, EvalLimit, Hparams,
                                  Model, Precision, PrintConfig, Resume, Split, Task, Tasks, names, out_option,
                                  overrides_argument)
-from loralab.cli.output import note, show
+from loralab.cli.output import done, show
 
 EVAL_ALIASES = {"--eval-limit": "--limit", "--eval-split": "--split"}  # the spellings before 0.1.1
 
@@ -68,7 +68,7 @@ def library_ls(
     library: Annotated[Path, typer.Argument(help="Library folder.")],
     model: Annotated[Optional[str], typer.Option(help="Only adapters of this model.")] = None,
 ) -> None:
-    """Show the library as a table: task, domain, model, rank, steps, and base vs adapter score."""
+    """Show the library as a table: task, domain, model, precision, rank, steps, base vs adapter score, time."""
     from loralab.library import Library, model_slug
 
     if not library.is_dir():
@@ -101,13 +101,14 @@ def library_add(
                            allow_base_mismatch=allow_base_mismatch, eval_split=split, eval_limit=limit,
                            data_dir=data_dir, device=device, precision=precision)
     evaluated = _precision(entry)  # an imported adapter's: the precision of its evaluation, if it had one
-    note(f"added {entry.task} ({entry.model}) to {library}" + (f", evaluated in {evaluated}" if evaluated else ""))
+    done(f"added {entry.task} ({entry.model}) to {library}" + (f", evaluated in {evaluated}" if evaluated else ""))
 
 
 def print_library(entries: Sequence, title: str) -> None:
-    """The library table: one row per adapter, with the base and adapter scores of its evaluation and the precision
-    it was trained (and evaluated) in, so a library's precision is visible where its scores are."""
-    numeric = ("rank", "steps", "train loss", "base", "adapter", "delta")
+    """The library table: one row per adapter, with the base and adapter scores of its evaluation, the precision
+    it was trained (and evaluated) in, so a library's precision is visible where its scores are, and the time it
+    took (training and evaluation)."""
+    numeric = ("rank", "steps", "train loss", "base", "adapter", "delta", "time")
     table = Table(title=title)
     for col in ("task", "domain", "model", "origin", "precision", *numeric[:3], "metric", *numeric[3:]):
         table.add_column(col, justify="right" if col in numeric else "left")
@@ -119,7 +120,7 @@ def print_library(entries: Sequence, title: str) -> None:
         table.add_row(e.task, e.domain, e.model, e.origin, _precision(e), str(e.hparams.get("rank", "")),
                       str(e.metrics.get("train_steps", "")), _fmt(e.metrics.get("train_loss")),
                       f"{metric} ({ev.get('split', '')}, n={ev.get('n', '')})" if metric else "", _fmt(base),
-                      _fmt(ada), delta)
+                      _fmt(ada), delta, f"{e.seconds:.0f} s" if e.seconds is not None else "")
     show(table)
 
 

@@ -29,8 +29,10 @@ def _print_version(value: bool) -> None:
 
 # ------------------------------------------------------------------------------------------ app-wide
 
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Log warnings and errors only; no status lines.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages; also show the libraries' "
+                                       "deprecation warnings and progress bars (hidden by default).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Errors and the final result only: no log lines, "
+                                     "warnings, status lines or progress bars.")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads for torch (default: torch's "
                     "choice). On a shared machine, 1 avoids thread oversubscription.")]
 Version = Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,

@@ -1,4 +1,8 @@
-"""Where the CLI writes: results to stdout, status lines and errors to stderr (status lines muted by -q)."""
+"""Where the CLI writes: results to stdout; status lines, a writing command's final line and errors to stderr.
+
+-q mutes the status lines (`note`: `wrote FILE` after a table) but keeps the final line of a command whose
+result is what it wrote (`done`: `trained ...; wrote DIR`), so `-q` leaves errors and the result.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ _quiet = False
 
 
 def set_quiet(quiet: bool) -> None:
-    """-q/--quiet: drop the status lines (`wrote ...`); results and errors are still printed."""
+    """-q/--quiet: drop the status lines (`wrote ...`); results, final lines and errors are still printed."""
     global _quiet
     _quiet = quiet
 
@@ -29,3 +33,9 @@ def note(text: str) -> None:
     """A status line on stderr (`wrote FILE`), printed as typed (no rich markup); muted by -q."""
     if not _quiet:
         stderr.print(text, markup=False, highlight=False)
+
+
+def done(text: str) -> None:
+    """The final line of a command whose result is a file or folder it wrote (`trained ...; wrote DIR`), on stderr
+    like the status lines but kept by -q: it is the command's result. At most one per command."""
+    stderr.print(text, markup=False, highlight=False)

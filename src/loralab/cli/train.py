@@ -13,7 +13,7 @@ from loralab.cli.errors import usage
 from loralab.cli.options import (Adapter, AllowBaseMismatch, BaseModel, DataDir, Device, Experts, Hparams, Library,
                                  Limit, MaxSteps, MethodConfig, Model, NumFewshot, Precision, PrintConfig, Resume,
                                  Split, names, out_option, overrides_argument)
-from loralab.cli.output import note, show
+from loralab.cli.output import done, note, show
 
 TASK_LIST_ALIAS = {"--task": "--tasks"}  # these commands took a comma-separated `--task` before 0.1.1
 
@@ -69,7 +69,7 @@ def train_cmd(
                         resume=resume)
     val = info["train"].get("val_loss") or []
     last = f", validation loss {val[-1]['loss']:.4f} at step {val[-1]['step']}" if val else ""
-    note(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}{last}, precision "
+    done(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}{last}, precision "
          f"{info['precision']['name']}); wrote {out}")
 
 
@@ -99,7 +99,7 @@ def merge_cmd(
     chosen = f" for task {record['merged_task']}" if record.get("merged_task") else ""
     if record.get("nearest_task"):
         chosen += f" (the nearest training task, found in {record['precision']['name']})"
-    note(f"merged {record['method']} adapter{chosen} into {record['model']}; wrote {out}")
+    done(f"merged {record['method']} adapter{chosen} into {record['model']}; wrote {out}")
 
 
 @verb(app, "ranks", example="loralab ranks runs/more")

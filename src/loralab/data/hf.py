@@ -97,7 +97,9 @@ def _check_choice_format(template: str, where: str) -> None:
 
 
 def _load(path: str, subset: str | None, trust_remote_code: bool) -> Any:
-    import datasets
+    from loralab.utils.extras import require_extra
+
+    datasets = require_extra("datasets", "a Hugging Face dataset task (source: hf)")
 
     try:
         if Path(path).is_dir() and any((Path(path) / f).exists() for f in ("dataset_dict.json", "state.json")):

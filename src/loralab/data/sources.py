@@ -36,7 +36,6 @@ import re
 import shutil
 import ssl
 import stat
-import sys
 import tarfile
 import urllib.error
 import urllib.parse
@@ -471,9 +470,11 @@ def _length(resp: IO[bytes]) -> int | None:
 def _progress(name: str, total: int | None) -> Iterator[Any]:
     """A rich progress bar on stderr (bytes, speed, ETA); yields a function that adds downloaded bytes.
 
-    Only on a terminal: in logs and CI the INFO lines around the download say enough.
+    Only on a terminal (and not under `loralab -q`): in logs and CI the INFO lines around the download say enough.
     """
-    if not sys.stderr.isatty():
+    from loralab.utils.progress import progress_bars_enabled
+
+    if not progress_bars_enabled():
         yield lambda n: None
         return
     from rich.console import Console

@@ -82,4 +82,6 @@ def rank_report(path: str | os.PathLike[str]) -> RankReport:
         module = prefix.removeprefix("model.")
         for task, c in zip(meta["tasks"], choice.tolist()):
             ranks[task][module] = int(c) + 1
-    return RankReport(list(meta["tasks"]), max_rank, ranks, meta.get("train", {}).get("history", []))
+    # checkpoints written before the trainer kept one record per step list the last step twice: keep its last
+    history = list({int(row["step"]): row for row in meta.get("train", {}).get("history", [])}.values())
+    return RankReport(list(meta["tasks"]), max_rank, ranks, history)

@@ -105,7 +105,7 @@ def run_eval(
         record["outcomes"] = output.outcomes
     if out is not None:
         atomic_write_json(out, record)
-        logger.info("wrote %s", out)
+        logger.debug("wrote %s", out)  # debug: the CLI prints its own line for it
     return record
 
 

@@ -50,7 +50,9 @@ try:
     from lm_eval.api.registry import register_model
     from lm_eval.models.huggingface import HFLM
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("loralab.recipes.lmeval needs lm-evaluation-harness: pip install 'loralab[lmeval]'") from exc
+    from loralab.utils.extras import missing_extra
+
+    raise ImportError(str(missing_extra("lm_eval", "loralab.recipes.lmeval"))) from exc
 
 from loralab.errors import UserInputError
 

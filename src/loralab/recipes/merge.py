@@ -89,7 +89,7 @@ def merge_adapter(
         merged.save_pretrained(tmp, safe_serialization=True)
         lm.tokenizer.save_pretrained(tmp)
         (tmp / MERGE_FILE).write_text(dumps_json(record, indent=2) + "\n", encoding="utf-8")
-    logger.info("merged %s into %s -> %s", adapter, model, out)
+    logger.debug("merged %s into %s -> %s", adapter, model, out)  # debug: the CLI prints its own line
     return record
 
 

@@ -201,7 +201,7 @@ def train_method(
     finally:
         lm.model = moe.unload()
     shutil.rmtree(work, ignore_errors=True)
-    logger.info("saved %s checkpoint to %s", method, out)
+    logger.debug("saved %s checkpoint to %s", method, out)  # debug: the CLI prints its own line
     return info
 
 

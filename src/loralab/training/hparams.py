@@ -13,6 +13,7 @@ from annotated_types import Ge, Gt, Le, Lt, MinLen
 from loralab.errors import ConfigError
 from loralab.utils.config import (OVERRIDES_WHERE, Describe, Override, as_overrides, check, check_fields,
                                   check_overridden, from_mapping, read_yaml_mapping)
+from loralab.utils.extras import has_extra, missing_extra
 from loralab.utils.precision import Precision, resolve_precision
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -93,6 +94,9 @@ class LoRAHparams:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.report_to == "tensorboard" and not has_extra("tensorboard"):
+            # here, so a config asking for it fails when it is read (a bench dry run too), not after the model loads
+            raise missing_extra("tensorboard", "report_to: 'tensorboard'")
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON data, but the `VALIDATION_FIELDS` only when validation is on."""

@@ -19,11 +19,11 @@ class RichProgressCallback(TrainerCallback):
         self._task = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        import sys
-
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        if self.enabled and sys.stderr.isatty():
+        from loralab.utils.progress import progress_bars_enabled
+
+        if self.enabled and progress_bars_enabled():
             from loralab.utils.progress import _console
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

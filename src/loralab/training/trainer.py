@@ -135,7 +135,8 @@ class AnswerOnlyTrainer(Trainer):
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         """Add the router statistics averaged since the last log and the method's own statistics.
 
-        They reach TensorBoard with the loss; the method statistics are also kept in `method_history`.
+        They reach TensorBoard with the loss; the method statistics are also kept in `method_history`, one
+        record per step (the end-of-training log at the step of the last logging step replaces that step's).
         An evaluation's log carries its metrics only (training statistics stay for the next training log).
         """
         if any(key.startswith("eval_") for key in logs):
@@ -148,7 +149,12 @@ class AnswerOnlyTrainer(Trainer):
         stats = stats_fn() if callable(stats_fn) else {}
         if stats:
             logs.update(stats)
-            self.method_history.append({"step": self.state.global_step, **stats})
+            record = {"step": self.state.global_step, **stats}
+            if self.method_history and self.method_history[-1]["step"] == record["step"]:
+                # HF Trainer's end-of-training log comes at the step of the last logging step: one record per step
+                self.method_history[-1] = record
+            else:
+                self.method_history.append(record)
         super().log(logs, *args, **kwargs)
 
     def _collect_router_stats(self, model, aux) -> None:

@@ -33,7 +33,7 @@ Deviations from the official code (hence `faithful=False`):
   experts target counts as zero in the others (the official code requires identical modules).
 * The paper's setup is Flan-T5 (encoder-decoder); here any causal LM loralab loads.
 
-nevergrad is required (`pip install nevergrad`); there is no silent fallback. `optimizer` may name any
+nevergrad is required (`pip install 'loralab[lorahub]'`); there is no silent fallback. `optimizer` may name any
 other nevergrad optimizer (e.g. "CMA", "OnePlusOne").
 """
 
@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from loralab.errors import AdapterError, ConfigError, LoralabError, UnknownNameError
+from loralab.errors import AdapterError, ConfigError, UnknownNameError
 from loralab.moe.config import MethodConfig, check_positive
 from loralab.moe.methods.baselines import check_distinct_experts, peft_format_build, provenance, save_peft_adapter
 from loralab.moe.registry import MethodSpec, register_method
@@ -225,12 +225,9 @@ class SearchResult:
 
 
 def _nevergrad():
-    try:
-        import nevergrad as ng
-    except ImportError:
-        raise LoralabError("lorahub searches its weights with nevergrad, which is not installed: "
-                           "pip install nevergrad") from None
-    return ng
+    from loralab.utils.extras import require_extra
+
+    return require_extra("nevergrad", "lorahub (its gradient-free weight search)")
 
 
 def search_weights(score: Callable[[list[float]], tuple[float, float]], n: int, cfg: LoRAHubConfig,
