@@ -96,3 +96,13 @@ class TrainingDivergedError(LoralabError):
 class MissingExtraError(UserInputError):
     """An optional feature whose package is not installed; the message names the extra that installs it
     (`pip install 'loralab[ray]'`). Exit code 2: the command cannot run as asked, and nothing was done."""
+
+
+class HubError(LoralabError):
+    """The Hugging Face hub refused an upload or could not be reached (login, permissions, network).
+
+    Not bad input in the sense of a malformed file or flag (the same command works once logged in or online),
+    so the exit code is 1.
+    """
+
+    exit_code = 1

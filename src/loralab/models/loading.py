@@ -82,6 +82,11 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
+def is_hub_id(spec: str) -> bool:
+    """`spec` is spelled like a hub repo id (`owner/name`, one slash, no leading dot, no `..`)."""
+    return bool(_HUB_ID.match(spec)) and ".." not in spec
+
+
 def model_identity(model: torch.nn.Module) -> ModelIdentity | None:
     """The identity `LoadedModel` stamped on `model` (None for a model loaded some other way)."""
     identity = getattr(model, IDENTITY_ATTR, None)
@@ -211,7 +216,7 @@ def _dispatch(spec: str, options: _Options) -> LoadedModel:
         return _load_local(path, spec, options)
     if path.exists():
         raise ModelLoadError(f"model {spec!r} is a file, not a model directory; expected {_ALLOWED}")
-    if _HUB_ID.match(spec) and ".." not in spec:
+    if is_hub_id(spec):
         return _load_hub(spec, options)
     if "/" in spec or "\\" in spec or spec.startswith(("~", ".")):
         raise ModelLoadError(f"no such model directory {spec!r}; expected {_ALLOWED}")

