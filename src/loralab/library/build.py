@@ -25,6 +25,8 @@ from loralab.data import Task, load_task
 from loralab.errors import UserInputError
 from loralab.training.features import validation_examples
 from loralab.training.hparams import LoRAHparams, training_precision
+from loralab.library.cards import (BaseModelRef, base_model_ref, library_card_info, set_adapter_base_model,
+                                   write_model_card)
 from loralab.library.store import ENTRY_FILE, FORMAT, MANIFEST_FILE, AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, find_linear_targets, load_model
 from loralab.utils.io import atomic_dir, check_output_dir, dumps_json, read_json
@@ -44,14 +46,17 @@ def lora_config(model, hp: LoRAHparams):
                       task_type="CAUSAL_LM", bias="none")
 
 
-def normalize_adapter_config(folder: Path) -> None:
+def normalize_adapter_config(folder: Path, base: BaseModelRef | None = None) -> None:
     """Sort `target_modules` in a saved adapter_config.json: PEFT keeps them in a set, so the written order
-    (and the file's hash) would change from one process to the next with Python's string hashing."""
+    (and the file's hash) would change from one process to the next with Python's string hashing. With `base`,
+    also record the base model loralab loaded as `base_model_name_or_path` (`loralab.library.cards`)."""
     path = Path(folder) / "adapter_config.json"
     config = read_json(path, what="adapter config")
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
         path.write_text(dumps_json(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if base is not None:
+        set_adapter_base_model(folder, base)
 
 
 def is_library_dir(folder: Path) -> bool:
@@ -209,9 +214,12 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
         )
         with atomic_dir(lib.adapter_dir(slug, task.name)) as tmp:
             peft_model.save_pretrained(str(tmp), safe_serialization=True)
-            normalize_adapter_config(tmp)
+            base = base_model_ref(lm)
+            normalize_adapter_config(tmp, base)
             if (work / "runs").is_dir():  # a folder: the entry hashes (and verifies) the adapter's files only
                 shutil.copytree(work / "runs", tmp / TENSORBOARD_DIR)
+            # replaces PEFT's template card; written before write_entry, which hashes it with the other files
+            write_model_card(tmp, library_card_info(entry, base))
             entry.seconds = round(time.perf_counter() - start, 2)
             lib.write_entry(tmp, entry)
         shutil.rmtree(work, ignore_errors=True)

@@ -14,6 +14,7 @@ import torch
 
 from loralab.data import Task, load_task
 from loralab.errors import AdapterError, UserInputError
+from loralab.library.cards import base_model_ref, library_card_info, write_model_card
 from loralab.library.store import AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, load_model
 from loralab.utils.io import atomic_dir
@@ -150,7 +151,7 @@ def import_adapter(
     from loralab.models.loading import check_device, model_device
     from loralab.utils.precision import resolve_precision
 
-    from loralab.library.build import check_library_out
+    from loralab.library.build import check_library_out, normalize_adapter_config
 
     check_library_out(library, option="library")  # writes only into a new, empty or loralab library folder
     # a device that does not exist here, or a precision it cannot run, fails before anything is read
@@ -184,9 +185,13 @@ def import_adapter(
                                   "target_modules": config.get("target_modules"), "imported_from": str(adapter_dir)},
                          metrics=metrics)
     start = time.perf_counter()
+    base = base_model_ref(lm)
     with atomic_dir(lib.adapter_dir(slug, task_obj.name)) as tmp:
         shutil.copy2(adapter_dir / "adapter_config.json", tmp / "adapter_config.json")
+        # the adapter was checked against this base model above: its config names it (the source's is not changed)
+        normalize_adapter_config(tmp, base)
         save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "adapter_model.safetensors"))
+        write_model_card(tmp, library_card_info(entry, base))  # before write_entry hashes the files
         entry.seconds = round(time.perf_counter() - start, 2)
         lib.write_entry(tmp, entry)
     lib.refresh_manifest()

@@ -2,7 +2,7 @@
 
     loralab merge --adapter runs/more --task navigate --out runs/more-navigate
 
-The result is an ordinary model folder (config, safetensors weights, tokenizer) that any transformers
+The result is an ordinary model folder (config, safetensors weights, tokenizer, a model card) that any transformers
 code loads with `AutoModelForCausalLM.from_pretrained`, at exactly the base model's inference cost.
 Works for every mergeable method (MoRE, MOELoRA and MTL-LoRA per task; LoraHub, single and multi-task
 LoRA, PEFT merges) and for plain PEFT adapters, including library entries.
@@ -61,6 +61,7 @@ def merge_adapter(
     """
     from loralab.moe.adapters import attach_adapter
     from loralab.errors import AdapterError
+    from loralab.library.cards import base_model_ref, merged_card_info, write_model_card
     from loralab.models import load_model
     from loralab.models.loading import check_device
     from loralab.moe.model import MoEModel
@@ -89,6 +90,7 @@ def merge_adapter(
         merged.save_pretrained(tmp, safe_serialization=True)
         lm.tokenizer.save_pretrained(tmp)
         (tmp / MERGE_FILE).write_text(dumps_json(record, indent=2) + "\n", encoding="utf-8")
+        write_model_card(tmp, merged_card_info(adapter, record, base_model_ref(lm)))
     logger.debug("merged %s into %s -> %s", adapter, model, out)  # debug: the CLI prints its own line
     return record
 

@@ -98,8 +98,10 @@ def provenance(request, info: dict[str, Any]) -> dict[str, Any]:
 def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name: str = "default") -> None:
     """Write one adapter of `peft_model` as a plain PEFT directory at `out` (atomically), plus provenance."""
     from loralab.library.build import normalize_adapter_config
+    from loralab.library.cards import base_model_ref, checkpoint_card_info, write_model_card
     from loralab.library.store import sha256_file
 
+    base = base_model_ref(peft_model.get_base_model())  # the model loralab loaded (PEFT wraps it in place)
     with atomic_dir(out) as tmp:
         staging = tmp / ".peft"
         peft_model.save_pretrained(str(staging), selected_adapters=[adapter_name], safe_serialization=True)
@@ -108,7 +110,9 @@ def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name:
             if path.is_file():
                 shutil.move(str(path), tmp / path.name)
         shutil.rmtree(staging)
-        normalize_adapter_config(tmp)
+        normalize_adapter_config(tmp, base)
+        # replaces PEFT's template card (in the folder when an adapter is not nested), before the files are hashed
+        write_model_card(tmp, checkpoint_card_info(meta, base, library_name="peft"))
         # the weights' hashes, so every reader (eval, merge, selection) can tell a modified or corrupt file
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / PROVENANCE_FILE).write_text(dumps_json({**meta, "files": files}, indent=2) + "\n", encoding="utf-8")
