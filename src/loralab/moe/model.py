@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from torch import nn
 from loralab.errors import AdapterError, UserInputError
 from loralab.moe.state import RoutingState
 from loralab.utils.io import atomic_dir, dumps_json
+
+if TYPE_CHECKING:
+    from loralab.models import LoadedModel
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "loralab_method.json"
@@ -181,23 +184,106 @@ class MoEModel(nn.Module):
     def trainable_parameter_names(self) -> list[str]:
         return [n for n, p in self.named_parameters() if p.requires_grad]
 
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | os.PathLike[str],
+                        base_model: nn.Module | LoadedModel | str | os.PathLike[str] | None = None, *,
+                        revision: str | None = None, token: str | bool | None = None,
+                        cache_dir: str | os.PathLike[str] | None = None, allow_base_mismatch: bool = False,
+                        device: str | None = None) -> MoEModel:
+        """A saved method checkpoint (a local folder, or a hub repo id) on its base model, like PeftModel's.
+
+        A folder that exists is read as it is, offline; otherwise `path_or_repo_id` is a hub repo id, downloaded
+        with `huggingface_hub.snapshot_download` (the hub cache, `HF_TOKEN`, `HF_HUB_OFFLINE` apply). Either way
+        the folder goes through `loralab.attach_adapter`, the one hash-checked loader (`load_method`): recorded
+        SHA-256, complete and finite weights, the recorded base model, exactly the tensors the method injects.
+
+        Args:
+            path_or_repo_id: The checkpoint folder (`save_pretrained`, `loralab train --out`) or a hub repo id.
+            base_model: The base model: a model module, a `LoadedModel`, or what `load_model` takes (alias,
+                folder, hub id). Default: the base model the checkpoint records, loaded with `load_model`.
+            revision: Branch, tag or commit of the hub repo.
+            token: Hub token (default: `HF_TOKEN` or the saved login).
+            cache_dir: Hub cache folder.
+            allow_base_mismatch: Build it on a base model other than the recorded one (names and shapes must fit).
+            device: Where a base model loaded here goes (default: the best available).
+
+        Unlike `PeftModel.from_pretrained`, a given model module is not changed: the method is built on a
+        structural copy that shares its weights (`attach_adapter`), so it stays usable as the plain base model.
+
+        Raises:
+            AdapterError: not a method checkpoint (a PEFT adapter loads with `loralab.attach_adapter` or PEFT), a
+                download that failed, or any check of the loader; one line each.
+        """
+        from loralab.models import LoadedModel, load_model
+        from loralab.models.hub import local_or_download
+        from loralab.moe.adapters import attach_adapter
+
+        folder = local_or_download(path_or_repo_id, what="method checkpoint", revision=revision, token=token,
+                                   cache_dir=cache_dir)
+        if not is_method_checkpoint(folder):
+            hint = (" (a PEFT adapter: load it with loralab.attach_adapter or PeftModel.from_pretrained)"
+                    if (folder / "adapter_config.json").is_file() else "")
+            raise AdapterError(f"{path_or_repo_id}: not a loralab method checkpoint, no {CONFIG_FILE}{hint}")
+        if base_model is None:
+            from loralab.library.adapters import recorded_base_model
+
+            recorded = recorded_base_model(folder)
+            if recorded is None:
+                raise AdapterError(f"{path_or_repo_id}: {CONFIG_FILE} names no base model; pass base_model")
+            base_model = recorded.name
+        if isinstance(base_model, (str, os.PathLike)):
+            base_model = load_model(os.fspath(base_model), device=device)
+        module = base_model.model if isinstance(base_model, LoadedModel) else base_model
+        moe = attach_adapter(module, folder, allow_base_mismatch=allow_base_mismatch)
+        if not isinstance(moe, MoEModel):  # cannot happen for a folder with a method config; a clear failure if it did
+            raise AdapterError(f"{path_or_repo_id}: loaded as {type(moe).__name__}, not a method model")
+        return moe
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
+                    revision: str | None = None, commit_message: str | None = None, create_pr: bool = False,
+                    extra: dict[str, Any] | None = None) -> str:
+        """Upload this model as a checkpoint to the hub repo `repo_id` (created if needed); returns the commit URL.
+
+        The files are those `save_pretrained` writes (config, weights and the model card), written to a
+        temporary folder and uploaded with `huggingface_hub.HfApi` (`create_repo`, then `upload_folder`), so
+        `MoEModel.from_pretrained(repo_id)` reads back the same bytes. `extra` is `save_pretrained`'s (e.g. the
+        training record); a checkpoint already on disk is uploaded as it is with `loralab push`.
+
+        Raises:
+            HubError: the hub refused the upload or could not be reached (login, permissions, network).
+        """
+        import tempfile
+
+        from loralab.models.hub import upload_folder
+
+        with tempfile.TemporaryDirectory(prefix="loralab-push-") as tmp:
+            folder = Path(tmp) / "checkpoint"
+            self.save_pretrained(folder, extra=extra)
+            return upload_folder(folder, repo_id, private=private, token=token, revision=revision,
+                                 commit_message=commit_message or f"Upload {self.method} checkpoint with loralab",
+                                 create_pr=create_pr)
+
     def save_pretrained(self, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None,
                         extra_dirs: dict[str, Path] | None = None) -> None:
-        """Write config JSON + safetensors of the adapter tensors, atomically (the base model is not saved).
+        """Write config JSON + safetensors of the adapter tensors + a model card, atomically (not the base model).
 
-        `extra_dirs` (name -> existing folder) are copied into the checkpoint too (e.g. TensorBoard logs).
+        `extra` (JSON data) is merged into the config JSON (`loralab train` records training there); `extra_dirs`
+        (name -> existing folder) are copied into the checkpoint too (e.g. TensorBoard logs). The card
+        (`README.md`, `loralab.library.cards`) is documentation: the config records the SHA-256 of the weights only.
         """
         import shutil
 
         from safetensors.torch import save_file
 
+        from loralab.library.cards import base_model_ref, checkpoint_card_info, write_model_card
         from loralab.library.store import sha256_file
         from loralab.models.loading import model_identity
         from loralab.utils.env import git_hash, package_versions
 
         identity = model_identity(self.model)
+        base = base_model_ref(self.model)
         meta = {"format": FORMAT, "method": self.method, "config": self.method_config.to_dict(),
-                "base_model": getattr(self.model, "name_or_path", None), "tasks": self.tasks, "experts": self.experts,
+                "base_model": base.name_or_path, "tasks": self.tasks, "experts": self.experts,
                 "versions": package_versions(), "git_hash": git_hash()}
         if identity is not None:  # what `load_method` compares the base model it is given with
             meta.update(model=identity.name, model_source=identity.source)
@@ -208,6 +294,7 @@ class MoEModel(nn.Module):
             # checked by load_method before the weights are used, so a modified or corrupt file is refused
             meta["files"] = {WEIGHTS_FILE: sha256_file(tmp / WEIGHTS_FILE)}
             (tmp / CONFIG_FILE).write_text(dumps_json(meta, indent=2) + "\n", encoding="utf-8")
+            write_model_card(tmp, checkpoint_card_info(meta, base, library_name="loralab"))
             for name, folder in (extra_dirs or {}).items():
                 if Path(folder).is_dir():
                     shutil.copytree(folder, tmp / name)
