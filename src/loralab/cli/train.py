@@ -1,4 +1,5 @@
-"""Method checkpoints: `train` (any method, one path), `merge` (into the base weights), `ranks`, `analyze-router`."""
+"""Method checkpoints: `train` (any method, one path), `merge` (into the base weights), `ranks`, `analyze-router`,
+and `push` (any loralab output to the Hugging Face hub)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,28 @@ def merge_cmd(
     if record.get("nearest_task"):
         chosen += f" (the nearest training task, found in {record['precision']['name']})"
     done(f"merged {record['method']} adapter{chosen} into {record['model']}; wrote {out}")
+
+
+@verb(app, "push", renames={"repo_id": "repo"},
+      example=("loralab push runs/more --repo me/more-smollm2",
+               "loralab push runs/lib/smollm2-135m/navigate --repo me/navigate-lora --private"))
+def push_cmd(
+    folder: Annotated[Path, typer.Argument(help="What loralab wrote: a method checkpoint, a library LoRA "
+                                                "(LIB/<model>/<task>) or a merged model.")],
+    repo: Annotated[str, typer.Option("--repo", help="Hub repo id, owner/name (created if it does not exist).")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private (an existing repo keeps its "
+                                                            "visibility).")] = False,
+    revision: Annotated[Optional[str], typer.Option(help="Branch to commit to (default: main).")] = None,
+    message: Annotated[Optional[str], typer.Option("--message", help="Commit message.")] = None,
+    create_pr: Annotated[bool, typer.Option("--create-pr", help="Open a pull request instead of committing.")] = False,
+) -> None:
+    """Upload a loralab output with its model card to the Hugging Face hub (login: HF_TOKEN or `hf auth login`)."""
+    from loralab.recipes.hub import push_output
+
+    result = push_output(folder, repo, private=private or None, revision=revision, commit_message=message,
+                         create_pr=create_pr)
+    show(result.url, markup=False)
+    note(f"pushed {result.kind} {folder} to {result.repo_id}")
 
 
 @verb(app, "ranks", example="loralab ranks runs/more")

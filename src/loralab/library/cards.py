@@ -194,6 +194,8 @@ def merged_card_info(adapter: str | os.PathLike[str], record: Mapping[str, Any],
     details = {"merged from": str(adapter)}
     if merged_task:
         details["merged for task"] = str(merged_task)
+        if source is not None and source.tasks != [merged_task]:
+            details["trained on tasks"] = ", ".join(source.tasks)
     if record.get("nearest_task"):
         details["unseen task"] = f"{record.get('task')} (merged as nearest training task {record['nearest_task']})"
     method = str(record.get("method") or (source.method if source is not None else "peft"))
@@ -349,10 +351,13 @@ def _usage(info: CardInfo) -> list[str]:
                 "model = AutoModelForCausalLM.from_pretrained(here)",
                 "tokenizer = AutoTokenizer.from_pretrained(here)"]
     if info.library_name == "peft":
-        return ["import loralab", "", where, f'lm = loralab.load_model("{name}")',
-                "model = loralab.attach_adapter(lm.model, here)  # checks the recorded hashes and the base model", "",
-                "# or with PEFT alone:", "from peft import PeftModel", "from transformers import AutoModelForCausalLM",
-                f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), here)']
+        lines = ["import loralab", "", where, f'lm = loralab.load_model("{name}")',
+                 "model = loralab.attach_adapter(lm.model, here)  # checks the recorded hashes and the base model"]
+        if info.base.source is not None and base == info.base.source:  # a hub repo or a folder transformers reads
+            lines += ["", "# or with PEFT alone:", "from peft import PeftModel",
+                      "from transformers import AutoModelForCausalLM",
+                      f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), here)']
+        return lines
     return ["from loralab.moe.model import MoEModel", "", where,
             f'model = MoEModel.from_pretrained(here, base_model="{name}")  # hash-checked, built on the base model']
 
