@@ -159,6 +159,9 @@ class LoRAHubObjective:
         self.precision = precision if precision is not None else resolve_precision("fp32")
         modules = sorted(set().union(*(lora.weights for lora in self.loras)))
         config = LoraConfig.from_pretrained(str(self.loras[0].path))
+        # the expert's recorded base model (loralab's spelling, e.g. a resolved folder or a tiny model's alias): PEFT
+        # sets its own from `model` and warns when the two differ; the saved adapter records loralab's again
+        config.base_model_name_or_path = None
         if set(modules) != set(self.loras[0].weights):  # some expert targets a module the first one does not
             config.target_modules = modules
         self.peft_model = get_peft_model(model, config)
