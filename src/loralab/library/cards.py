@@ -25,9 +25,16 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from loralab.utils.io import dumps_json, read_json
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
+    from torch import nn
+
+    from loralab.library.store import AdapterEntry
+    from loralab.models import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +70,7 @@ class BaseModelRef:
                 if v is not None}
 
 
-def base_model_ref(model: Any) -> BaseModelRef:
+def base_model_ref(model: nn.Module | LoadedModel) -> BaseModelRef:
     """The `BaseModelRef` of a `LoadedModel` or of a model module (its loralab identity, else transformers' name)."""
     from loralab.models.loading import LoadedModel, is_hub_id, model_identity
     from loralab.models.smollm2 import SMOLLM2_ALIAS, SMOLLM2_UPSTREAM
@@ -137,7 +144,7 @@ class CardInfo:
 # ----------------------------------------------------------------------------------- what each artifact says
 
 
-def library_card_info(entry: Any, base: BaseModelRef) -> CardInfo:
+def library_card_info(entry: AdapterEntry, base: BaseModelRef) -> CardInfo:
     """The card of a library entry (`AdapterEntry`), trained or imported."""
     metrics = _train_metrics(entry.metrics.get("train_loss"), entry.metrics.get("train_steps"),
                              entry.metrics.get("train_examples"), entry.metrics.get("val_loss"))
@@ -229,7 +236,7 @@ def folder_card_info(folder: str | os.PathLike[str], base: BaseModelRef) -> Card
 # ----------------------------------------------------------------------------------- rendering
 
 
-def model_card(info: CardInfo) -> Any:
+def model_card(info: CardInfo) -> ModelCard:
     """The `huggingface_hub.ModelCard` of `info` (metadata + Markdown body)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
