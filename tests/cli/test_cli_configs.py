@@ -367,7 +367,7 @@ def test_bench_print_config_is_the_resolved_grid(monkeypatch, capsys, tmp_path, 
     assert code == 0, err
     printed = yaml.safe_load(out)
     assert printed["train"]["max_steps"] == 5 and printed["train"]["rank"] == 8  # filled in with the defaults
-    assert printed["eval"] == {"split": "test", "limit": 8, "batch_size": 8}
+    assert printed["eval"] == {"split": "test", "limit": 8, "batch_size": 8, "apply_chat_template": False}
     assert printed["library"]["hparams"]["rank"] == 2 and printed["library"]["hparams"]["max_steps"] == 1
     assert printed["method_config"] == {"loramoe": {"rank": 2}} and printed["keep_checkpoints"] is False
     assert all(Path(t).is_absolute() for t in [*printed["targets"], *printed["library"]["tasks"]])

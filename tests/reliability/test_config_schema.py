@@ -141,7 +141,8 @@ def test_bench_schema_errors_name_the_dotted_field(tasks, change, field, got, pr
     ({"trian": {}}, "grid.yaml: unknown key 'trian' (did you mean 'train'?); allowed: claims, data_dir, device, eval,"),
     ({"library": {"hparms": {}}}, "grid.yaml: library: unknown key 'hparms' (did you mean 'hparams'?); allowed:"),
     ({"library": {"hparams": {"rnak": 2}}}, "grid.yaml: library.hparams: unknown key 'rnak' (did you mean 'rank'?)"),
-    ({"eval": {"limt": 2}}, "grid.yaml: eval: unknown key 'limt' (did you mean 'limit'?); allowed: batch_size"),
+    ({"eval": {"limt": 2}},
+     "grid.yaml: eval: unknown key 'limt' (did you mean 'limit'?); allowed: apply_chat_template, batch_size"),
     ({"resources": {"gpu": 1}}, "grid.yaml: resources: unknown key 'gpu' (did you mean 'gpus'?)"),
     ({"selection": {"manual": {"relevence": {}}}}, "grid.yaml: selection.manual: unknown key 'relevence' "
                                                     "(did you mean 'relevance'?)"),

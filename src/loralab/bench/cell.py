@@ -114,6 +114,10 @@ def run_job(job: Job, ctx: RunContext) -> list[dict[str, Any]]:
     started, t0 = now(), time.perf_counter()
     logger.info("job %s: %s", first.job_id, job_label(job))
     lm = fresh_model(first.model, ctx.device)
+    if first.protocol["eval"].get("apply_chat_template"):  # refused before anything trains, not after
+        from loralab.eval.chat import chat_template
+
+        chat_template(lm.tokenizer, f"the tokenizer of model {first.model!r}")
     train_tasks = [ctx.task(t) for t in first.train_targets]
     selection = choose_experts(first, lm, train_tasks[0], ctx) if first.strategy is not None else None
     if selection is not None:
@@ -142,7 +146,7 @@ def run_job(job: Job, ctx: RunContext) -> list[dict[str, Any]]:
         target = loaded.get(cell.target) or ctx.task(cell.target)
         record = run_eval(lm, target, adapter=ckpt, split=ev["split"], limit=ev["limit"],
                           batch_size=ctx.eval_batch_size, device=ctx.device, progress=False, precision=precision,
-                          log_outcomes=True)
+                          log_outcomes=True, apply_chat_template=bool(ev.get("apply_chat_template", False)))
         seconds_eval = time.perf_counter() - t_eval
         # the shared selection and training time is split over the job's rows, so sums over rows stay true
         select, training = (t1 - t0) / len(job), (t2 - t1) / len(job)

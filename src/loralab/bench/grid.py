@@ -95,9 +95,14 @@ class LibrarySpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
+    """The evaluation protocol of every cell. `apply_chat_template` (off by default; lm-eval's flag): each prompt
+    is a user turn in the model's chat template (`loralab.eval.chat`), for instruct models; a cell's id holds it
+    only when on, so the cells of earlier grids keep their ids."""
+
     split: Literal["train", "validation", "test"] = "test"
     limit: Annotated[int, Ge(1)] | None = 200
     batch_size: Annotated[int, Ge(1)] = 8
+    apply_chat_template: bool = False
 
 
 @dataclass(frozen=True)

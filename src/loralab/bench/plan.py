@@ -172,7 +172,8 @@ def protocol(bench: Bench, model: str, method: str, *, strategy: str | None = No
         "train": {k: v for k, v in bench.hparams_for(method).to_dict().items() if k not in ignored},
         "method_config": plain((bench.config.method_config or {}).get(method) or {}),
         "library": library,
-        "eval": {"split": bench.evaluation.split, "limit": bench.evaluation.limit},
+        "eval": {"split": bench.evaluation.split, "limit": bench.evaluation.limit,
+                 **({"apply_chat_template": True} if bench.evaluation.apply_chat_template else {})},
     }
     if strategy is not None:
         out["selection"] = {"strategy": strategy, **plain((bench.config.selection or {}).get(strategy) or {})}

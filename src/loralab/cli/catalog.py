@@ -50,7 +50,7 @@ def tasks_show(
 
     task = load_task(name, data_dir=data_dir)
     examples = task.split(split, n)
-    sizes = {s: sum(ex.split == s for ex in task.examples) for s in ("train", "validation", "test")}
+    sizes = task.split_sizes()
     show(f"[bold]{task.name}[/bold] ({task.kind}, metric {task.metric}, domain {task.domain})")
     show(f"{task.description}\nsource: {task.source}\nsplit sizes: {sizes}\n")
     for ex in examples:

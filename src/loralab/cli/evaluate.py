@@ -15,7 +15,9 @@ from loralab.cli.options import (AllowBaseMismatch, AllowPickle, DataDir, Device
 from loralab.cli.output import done, note, show
 
 
-@verb(app, "eval", example="loralab eval --model smollm2-135m --task social_iqa --limit 200 --out social_iqa.json")
+@verb(app, "eval", example=("loralab eval --model smollm2-135m --task social_iqa --limit 200 --out social_iqa.json",
+                            "loralab eval --model HuggingFaceTB/SmolLM2-135M-Instruct --task social_iqa --limit 200 "
+                            "--apply-chat-template --log-samples --out chat.json"))
 def eval_cmd(
     model: Model,
     task: Task,
@@ -29,7 +31,14 @@ def eval_cmd(
     device: Device = None,
     precision: Precision = "auto",
     log_samples: Annotated[bool, typer.Option("--log-samples/--no-log-samples",
-                                              help="Keep per-example outputs in the result JSON.")] = False,
+                                              help="Keep one record per example in the result JSON: the prompt as "
+                                                   "scored, the choices/targets, the choice log-likelihoods and "
+                                                   "picks, or the generated output and extracted answer.")] = False,
+    apply_chat_template: Annotated[bool, typer.Option("--apply-chat-template/--no-apply-chat-template",
+                                                      help="Instruct models: render each prompt as a user turn "
+                                                           "with the tokenizer's chat template (generation prompt "
+                                                           "added), as lm-eval's flag. Off by default; a model "
+                                                           "without a chat template is refused.")] = False,
     allow_pickle: AllowPickle = False,
     trust_remote_code: TrustRemoteCode = False,
     allow_base_mismatch: AllowBaseMismatch = False,
@@ -43,10 +52,12 @@ def eval_cmd(
     record = run_eval(model, task, adapter=adapter, split=split, limit=limit, num_fewshot=num_fewshot,
                       batch_size=batch_size, data_dir=data_dir, device=device, log_samples=log_samples,
                       allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                      allow_base_mismatch=allow_base_mismatch, out=out, precision=precision)
+                      allow_base_mismatch=allow_base_mismatch, out=out, precision=precision,
+                      apply_chat_template=apply_chat_template)
     # a line of its own, not the table's title: rich would wrap a title to the narrow table's width
-    show(f"{record['model']} on {record['task']} ({record['split']}, n={record['n']}, precision "
-         f"{record['precision']['name']})", markup=False)
+    chat = ", chat template" if record["apply_chat_template"] else ""
+    show(f"{record['model']} on {record['task']} ({record['split']}, n={record['n']}, adapter "
+         f"{record['adapter'] or 'none'}, precision {record['precision']['name']}{chat})", markup=False)
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -12,9 +12,9 @@ from rich.table import Table
 from loralab.cli.app import library_app, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (AllowBaseMismatch, AllowPickle, BaseModel, DataDir, Device, EvalLimit, Hparams,
-                                 Model, Precision, PrintConfig, Resume, Split, Task, Tasks, names, out_option,
-                                 overrides_argument)
-from loralab.cli.output import done, show
+                                 Model, Precision, PrintConfig, ReportTo, Resume, Split, Task, Tasks,
+                                 checked_report_to, names, out_option, overrides_argument)
+from loralab.cli.output import done, note_tracking, show
 
 EVAL_ALIASES = {"--eval-limit": "--limit", "--eval-split": "--split"}  # the spellings before 0.1.1
 
@@ -32,6 +32,7 @@ def library_build(
         "Keys (or train.KEY) set the shared training hyperparameters: rank=4 max_steps=20.")] = None,
     hparams: Hparams = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Override max_steps for every adapter.")] = None,
+    report_to: ReportTo = None,
     limit: EvalLimit = 200,
     split: Split = "test",
     resume: Resume = None,
@@ -54,13 +55,16 @@ def library_build(
     if limit < 0:
         raise usage(f"limit must be >= 0, got {limit}", "limit")
     routed = route_overrides(parse_overrides(overrides), HPARAMS_SECTIONS, default="hparams")
-    hp = load_hparams(hparams, overrides=routed["hparams"], max_steps=max_steps)
+    hp = load_hparams(hparams, overrides=routed["hparams"], max_steps=max_steps,
+                      report_to=checked_report_to(report_to))
     if print_config:
         print_yaml(full_hparams(hp), "loralab library build: the shared training hyperparameters (a --hparams file)")
         return
     entries = build_library(model, task_names, out, hparams=hp, eval_split=split, eval_limit=limit,
                             data_dir=data_dir, device=device, precision=precision, resume=resume)
     print_library(entries, f"library {out}")
+    for entry in entries:  # where each adapter's events are (an adapter skipped as built keeps its record)
+        note_tracking(entry.metrics.get("tracking"), entry.path)
 
 
 @verb(library_app, "ls", example="loralab library ls runs/lib --model smollm2-135m")

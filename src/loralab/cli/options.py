@@ -78,6 +78,10 @@ Hparams = Annotated[Optional[Path], typer.Option("--hparams", help="YAML of the 
 MethodConfig = Annotated[Optional[Path], typer.Option("--method-config", help="YAML of the method's settings "
                                                       "(its config dataclass fields).")]
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Override max_steps.")]
+ReportTo = Annotated[Optional[str], typer.Option("--report-to", help="Report training to HF Trainer's integrations: "
+                    "none, all (every one installed), or comma-separated names transformers supports "
+                    "(tensorboard, wandb, mlflow, ...); overrides the hyperparameters' report_to. TensorBoard "
+                    "events are kept in the output's tensorboard/ folder.")]
 Library = Annotated[Optional[Path], typer.Option("--library", help="LoRA library folder the experts come from.")]
 Experts = Annotated[Optional[str], typer.Option("--experts", help="Comma-separated library tasks to use as "
                                                 "experts.")]
@@ -125,3 +129,13 @@ def out_option(help: str) -> OptionInfo:
 def names(text: str | None) -> list[str]:
     """A comma-separated list (`a, b,,c` -> [a, b, c]); None -> []."""
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def checked_report_to(report_to: str | None) -> str | tuple[str, ...] | None:
+    """`--report-to` in its canonical form (None: the hyperparameters decide); a name transformers does not know
+    is one line naming the flag."""
+    if report_to is None:
+        return None
+    from loralab.training.tracking import parse_report_to
+
+    return parse_report_to(report_to, param="report_to")

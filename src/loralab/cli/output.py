@@ -7,6 +7,8 @@ result is what it wrote (`done`: `trained ...; wrote DIR`), so `-q` leaves error
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -39,3 +41,12 @@ def done(text: str) -> None:
     """The final line of a command whose result is a file or folder it wrote (`trained ...; wrote DIR`), on stderr
     like the status lines but kept by -q: it is the command's result. At most one per command."""
     stderr.print(text, markup=False, highlight=False)
+
+
+def note_tracking(tracking: Mapping[str, Any] | None, out: Path) -> None:
+    """A status line saying where a training run reported (`tracking_record`) and where its TensorBoard events are."""
+    if not tracking:
+        return
+    where = tracking.get("logging_dir")
+    kept = f"; TensorBoard events in {Path(out) / where}" if where else ""  # an absolute `where` stays as it is
+    note(f"reported to {', '.join(tracking.get('report_to') or [])}{kept}")

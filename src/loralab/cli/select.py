@@ -9,14 +9,15 @@ import typer
 from rich.table import Table
 
 from loralab.cli.app import app, verb
-from loralab.cli.options import DataDir, Device, IncludeOwn, Model, Precision
+from loralab.cli.options import DataDir, Device, IncludeOwn, Model, Precision, out_option
+from loralab.cli.output import note as status
 from loralab.cli.output import show
 
 
 @verb(app, "select", example=("loralab select --strategy ppl --model smollm2-135m --library runs/lib --task navigate "
                               "--k 3",
                               "loralab select --strategy random --seed 1 --model smollm2-135m --library runs/lib "
-                              "--task navigate --k 2 --include-own"))
+                              "--task navigate --k 2 --include-own --out selection.json"))
 def select_cmd(
     strategy: Annotated[str, typer.Option(help="random, ppl, manual or embedding.")],
     library: Annotated[Path, typer.Option(help="LoRA library folder.")],
@@ -32,6 +33,8 @@ def select_cmd(
                                                           "(default 16).")] = None,
     split: Annotated[Optional[str], typer.Option(help="ppl, embedding: the target's train or validation split "
                                                  "(default train; never test).")] = None,
+    out: Annotated[Optional[Path], out_option("Also write the selection as JSON here (atomically): the request, "
+                                              "every candidate's score and the chosen LoRAs.")] = None,
     device: Device = None,
     precision: Precision = "auto",
     data_dir: DataDir = None,
@@ -41,7 +44,7 @@ def select_cmd(
 
     chosen = select_experts(strategy, model, library, task, k, exclude_own=not include_own, data_dir=data_dir,
                             device=device, seed=seed, relevance=relevance, n_examples=n_examples, split=split,
-                            precision=precision)
+                            precision=precision, out=out)
     spec = get_selector(strategy)
     first = chosen[0]
     table = Table()
@@ -57,3 +60,5 @@ def select_cmd(
          f"{'highest' if spec.higher_is_better else 'lowest'} {spec.score_name} wins", markup=False)
     show(table)
     show(note, markup=False)
+    if out is not None:
+        status(f"wrote {out}")

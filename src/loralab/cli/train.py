@@ -12,9 +12,9 @@ from rich.table import Table
 from loralab.cli.app import app, verb
 from loralab.cli.errors import usage
 from loralab.cli.options import (Adapter, AllowBaseMismatch, BaseModel, DataDir, Device, Experts, Hparams, Library,
-                                 Limit, MaxSteps, MethodConfig, Model, NumFewshot, Precision, PrintConfig, Resume,
-                                 Split, names, out_option, overrides_argument)
-from loralab.cli.output import done, note, show
+                                 Limit, MaxSteps, MethodConfig, Model, NumFewshot, Precision, PrintConfig, ReportTo,
+                                 Resume, Split, checked_report_to, names, out_option, overrides_argument)
+from loralab.cli.output import done, note, note_tracking, show
 
 TASK_LIST_ALIAS = {"--task": "--tasks"}  # these commands took a comma-separated `--task` before 0.1.1
 
@@ -41,8 +41,7 @@ def train_cmd(
     seed: Annotated[Optional[int], typer.Option(help="Training seed (LoRA init, data order, dropout), recorded "
                                                      "with the checkpoint's hyperparameters (default: the "
                                                      "hyperparameters' seed, 0).")] = None,
-    report_to: Annotated[Optional[str], typer.Option(help="'tensorboard': log loss and router statistics "
-                                                          "(saved in OUT/tensorboard).")] = None,
+    report_to: ReportTo = None,
     resume: Resume = None,
     device: Device = None,
     precision: Precision = "auto",
@@ -58,7 +57,8 @@ def train_cmd(
 
     spec = get_method(method)  # an unknown method fails before its settings are read
     routed = route_overrides(parse_overrides(overrides), TRAIN_SECTIONS, default="hparams")
-    hp = load_hparams(hparams, overrides=routed["hparams"], max_steps=max_steps, seed=seed, report_to=report_to)
+    hp = load_hparams(hparams, overrides=routed["hparams"], max_steps=max_steps, seed=seed,
+                      report_to=checked_report_to(report_to))
     settings = method_settings(spec, method_config, routed["method"])
     if print_config:
         print_yaml({**full_hparams(hp), "method": spec.config_cls.from_dict(settings).to_dict()},
@@ -70,6 +70,7 @@ def train_cmd(
                         resume=resume)
     val = info["train"].get("val_loss") or []
     last = f", validation loss {val[-1]['loss']:.4f} at step {val[-1]['step']}" if val else ""
+    note_tracking(info.get("tracking"), out)  # before the final line, which `done` keeps last
     done(f"trained {method} for {info['train']['steps']} steps (loss {info['train']['loss']:.4f}{last}, precision "
          f"{info['precision']['name']}); wrote {out}")
 

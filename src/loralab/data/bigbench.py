@@ -89,7 +89,7 @@ class BigBenchRule:
     output_regex: str | None
 
 
-@dataclass
+@dataclass(repr=False)  # Task's one-line repr, not one listing every example
 class BigBenchTask(Task):
     """A task read from BIG-bench `task.json` files: few-shot prompts and scoring follow each example's (sub)task.
 

@@ -139,9 +139,11 @@ def _check_regex(name: str, pattern: str | None) -> None:
         raise TaskFormatError(f"{name} is not a valid regular expression ({exc}): {pattern!r}") from None
 
 
-@dataclass
+@dataclass(repr=False)  # the generated repr would print every example: `__repr__`/`__str__` are one line
 class Task:
     """A named task: its examples (all splits), how it is scored and where it came from.
+
+    `str(task)` (and `print(task)`) is a one-line summary: name, kind, metric, split sizes, source.
 
     Args:
         name: Registry or file name.
@@ -171,6 +173,19 @@ class Task:
             raise TaskFormatError(f"task {self.name!r}: kind must be one of {TASK_KINDS}, got {self.kind!r}")
         for ex in self.examples:
             validate_example(ex, self.kind, where=f"task {self.name!r}")
+
+    def split_sizes(self) -> dict[str, int]:
+        """Examples per split, every split listed (0 where it has none)."""
+        return {name: sum(ex.split == name for ex in self.examples) for name in SPLITS}
+
+    def __str__(self) -> str:
+        sizes = ", ".join(f"{name} {n}" for name, n in self.split_sizes().items())
+        return (f"{self.name}: {self.kind}, metric {self.metric}, {len(self.examples)} examples ({sizes}), "
+                f"source {self.source or 'unknown'}")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, kind={self.kind!r}, metric={self.metric!r}, "
+                f"examples={len(self.examples)}, source={self.source!r})")
 
     def split(self, split: str, limit: int | None = None) -> list[Example]:
         """Examples of one split ("all" for every example), sorted by id, the first `limit` of them."""

@@ -13,6 +13,7 @@ import torch
 
 from loralab.data.bigbench import BigBenchRule, BigBenchTask, bigbench_rule
 from loralab.data.schema import Example, Task
+from loralab.eval.chat import answer_turn, render_chat
 from loralab.eval.generate import generate_bigbench, generate_greedy
 from loralab.eval.loglik import LoglikScorer
 from loralab.eval.metrics import (
@@ -63,6 +64,7 @@ def evaluate(
     log_samples: bool = False,
     progress: bool = True,
     scorer_options: Mapping[str, Any] | None = None,
+    apply_chat_template: bool = False,
 ) -> EvalOutput:
     """Score `model` on the first `limit` examples (by id) of `task`'s `split`.
 
@@ -72,10 +74,17 @@ def evaluate(
     `<metric>_stderr`. `batch_size`: multiple choice: questions per forward pass at most (each question's
     prompt and choices packed into one row, rows of similar length together, at most 2048 padded tokens per
     forward; see `loralab.eval.loglik`); generation: prompts per batch. `scorer_options`: keyword arguments of
-    `LoglikScorer` (`pack=False`: the KV-cache batching; `max_batch_tokens`).
+    `LoglikScorer` (`pack=False`: the KV-cache batching; `max_batch_tokens`). `apply_chat_template`: each prompt
+    is a user turn in the tokenizer's chat template, the answer the assistant's (`loralab.eval.chat`; a
+    tokenizer without a template is a `UserInputError`). `log_samples`: `EvalOutput.samples` holds, per example,
+    the prompt as scored, the choices or targets, and the model's choice scores or output (see `_eval_mc`).
     """
     examples = task.split(split, limit)
     prompts = [task.prompt(ex, task.fewshot_examples(ex, num_fewshot)) for ex in examples]
+    if apply_chat_template:
+        prompts = render_chat(tokenizer, prompts, f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r}")
+        if task.kind == "multiple_choice":  # the answer starts the assistant's turn (as lm-eval's chat scoring)
+            examples = [ex.replace(choices=answer_turn(ex.choices)) for ex in examples]
     model.eval()
     scoring = None
     if task.kind == "multiple_choice":
@@ -106,11 +115,13 @@ def _eval_mc(scorer: LoglikScorer, examples: Sequence[Example], prompts: Sequenc
     # the whole split at once: the scorer groups questions of similar length across all of it (less padding)
     with progress_bar(len(examples), "scoring choices", progress) as advance:
         all_scores = scorer.score_many([(p, ex.choices) for ex, p in zip(examples, prompts)], batch_size, advance)
-    for ex, scores in zip(examples, all_scores):
+    for ex, prompt, scores in zip(examples, prompts, all_scores):
         preds = mc_predictions(scores.logliks, ex.choices, scores.mean_nlls)
         per_example.append(mc_scores(preds, ex.answers))
-        samples.append({"id": ex.id, "answers": list(ex.answers), "predictions": preds,
-                        "logliks": scores.logliks, "mean_nlls": scores.mean_nlls})
+        # as lm-eval's samples: what was scored (prompt, each choice), the target, the model's scores and choice
+        samples.append({"id": ex.id, "prompt": prompt, "choices": list(ex.choices), "answers": list(ex.answers),
+                        "targets": [ex.choices[i] for i in ex.answers], "predictions": preds,
+                        "logliks": scores.logliks, "mean_nlls": scores.mean_nlls, **per_example[-1]})
     return per_example, samples
 
 
@@ -138,8 +149,8 @@ def _eval_generation(model, tokenizer, task: Task, examples: Sequence[Example], 
                 for i, text in zip(rows, outputs):
                     scores, answer = _score_generation(task, examples[i], rules[i], text, with_str_match)
                     per_example[i] = scores
-                    samples[i] = {"id": examples[i].id, "targets": list(examples[i].targets), "output": text,
-                                  "answer": answer, **scores}
+                    samples[i] = {"id": examples[i].id, "prompt": prompts[i], "targets": list(examples[i].targets),
+                                  "output": text, "answer": answer, **scores}
                 advance(len(rows))
     # Every row was filled by its group; the comprehensions only narrow the type.
     return [p for p in per_example if p is not None], [r for r in samples if r is not None]

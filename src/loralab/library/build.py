@@ -3,7 +3,9 @@
 The library folder must be absent, empty, or a LoRA library loralab wrote (adding tasks to it is the
 point of re-running; `is_library_dir`): a folder holding anything else is refused before any work. With
 `report_to: tensorboard` each adapter's training events are kept in `LIB/<model>/<task>/tensorboard/`,
-published with the adapter (the trainer's work folder they are written to is removed after training).
+published with the adapter (the trainer's work folder they are written to is removed after training); any
+`report_to` integration is checked before the model loads, and each entry records the integrations and that
+folder as `metrics.tracking` (`loralab.training.tracking`).
 Every adapter is trained and evaluated in one resolved precision (`loralab.utils.precision`), recorded in
 its entry; a library holds one precision per model, as it holds one hyperparameter set. With `val_every`,
 each entry's metrics carry `val_loss` ({"step", "loss"} per validation); validation settings change no weight,
@@ -27,6 +29,7 @@ from loralab.training.features import validation_examples
 from loralab.training.hparams import LoRAHparams, training_precision
 from loralab.library.cards import (BaseModelRef, base_model_ref, library_card_info, set_adapter_base_model,
                                    write_model_card)
+from loralab.training.tracking import check_integrations, keep_events
 from loralab.library.store import ENTRY_FILE, FORMAT, MANIFEST_FILE, AdapterEntry, Library, check_name, model_slug
 from loralab.models import LoadedModel, find_linear_targets, load_model
 from loralab.utils.io import atomic_dir, check_output_dir, dumps_json, read_json
@@ -34,7 +37,6 @@ from loralab.utils.precision import Precision
 
 logger = logging.getLogger(__name__)
 OUTPUT_KIND = "library"
-TENSORBOARD_DIR = "tensorboard"  # inside an adapter folder: its training events (report_to: tensorboard)
 
 
 def lora_config(model, hp: LoRAHparams):
@@ -139,6 +141,7 @@ def build_library(
         if eval_limit != 0:
             t.split(eval_split, eval_limit)
     prec = training_precision(precision, hp, trainer_device())  # a bad name fails before the model loads
+    check_integrations(hp.report_to)  # so does a reporting integration whose package is missing
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     slug = model_slug(lm.name)
     _check_shared_hparams(lib, slug, hp, prec)
@@ -201,6 +204,8 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
                                    "train_examples": stats.examples, "train_seconds": round(stats.seconds, 2)}
         if stats.val_history:
             metrics["val_loss"] = stats.val_history
+        if stats.tracking is not None:
+            metrics["tracking"] = stats.tracking
         if eval_limit != 0:
             with precision.autocast():
                 metrics["eval"] = _evaluate(peft_model, lm.tokenizer, task, eval_split, eval_limit, evaluate_base,
@@ -216,8 +221,7 @@ def _build_one(lm: LoadedModel, task: Task, lib: Library, slug: str, hp: LoRAHpa
             peft_model.save_pretrained(str(tmp), safe_serialization=True)
             base = base_model_ref(lm)
             normalize_adapter_config(tmp, base)
-            if (work / "runs").is_dir():  # a folder: the entry hashes (and verifies) the adapter's files only
-                shutil.copytree(work / "runs", tmp / TENSORBOARD_DIR)
+            keep_events(work, tmp)  # a folder: the entry hashes (and verifies) the adapter's files only
             # replaces PEFT's template card; written before write_entry, which hashes it with the other files
             write_model_card(tmp, library_card_info(entry, base))
             entry.seconds = round(time.perf_counter() - start, 2)

@@ -46,6 +46,7 @@ def run_eval(
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
     precision: str | None = "auto",
+    apply_chat_template: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a model (optionally with a PEFT adapter) on a task split; return (and write) the result record.
 
@@ -57,7 +58,12 @@ def run_eval(
     it natively, else fp32); the resolved one is recorded as "precision". `log_outcomes` adds
     "outcomes", one record per example (id, the primary metric's value as "correct", every metric's
     value, a score; see `EvalOutput`): what paired comparisons need, and what the bench database stores.
-    Off by default, so a result file stays the size of its metrics.
+    Off by default, so a result file stays the size of its metrics. `log_samples` adds "samples": per example
+    the prompt as scored, the choices and targets, and the model's choice scores or its output.
+    `apply_chat_template` (lm-eval's flag, off by default, for instruct models): each prompt is rendered as a
+    user turn with the tokenizer's chat template and its generation prompt (`loralab.eval.chat`); a model whose
+    tokenizer has none is refused (one line) before any scoring. The record says which ("apply_chat_template",
+    and "chat_template_sha256" when on).
     """
     if out is not None:
         check_output_file(out, what="result file", option="out", recognise=is_eval_result)  # only our own results
@@ -74,6 +80,12 @@ def run_eval(
         raise UserInputError(f"num_fewshot must be >= 0, got {num_fewshot}", param="num_fewshot")
     lm = model if isinstance(model, LoadedModel) else load_model(
         model, device=device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    template_sha = None
+    if apply_chat_template:  # before the adapter is checked or anything is scored
+        from loralab.eval.chat import chat_template, template_sha256
+
+        chat_template(lm.tokenizer, f"the tokenizer of model {lm.name!r}")
+        template_sha = template_sha256(lm.tokenizer)
     net = lm.model
     if adapter is not None:
         from loralab.moe.adapters import attach_adapter
@@ -85,7 +97,8 @@ def run_eval(
     try:
         with Timer() as timer, routing, prec.autocast():
             output = evaluate(net, lm.tokenizer, task_obj, split=split, limit=limit, num_fewshot=num_fewshot,
-                              batch_size=batch_size, log_samples=log_samples, progress=progress)
+                              batch_size=batch_size, log_samples=log_samples, progress=progress,
+                              apply_chat_template=apply_chat_template)
     except TaskRoutingError:
         raise TaskRoutingError(f"adapter {str(adapter)!r}: this {net.method} checkpoint routes by task and was "
                                f"trained on {', '.join(net.tasks)}, not {task_obj.name!r}; evaluate one of those "
@@ -96,9 +109,12 @@ def run_eval(
         "model_revision": lm.revision,
         "limit": limit,
         "num_fewshot": num_fewshot,
+        "apply_chat_template": apply_chat_template,
         "device": str(model_device(net)),
         "precision": prec.to_dict(),
     }
+    if template_sha is not None:
+        extra["chat_template_sha256"] = template_sha
     record = result_record(model_name=lm.name, task=task_obj, split=split, output=output,
                            seconds=timer.seconds, extra=extra)
     if log_outcomes:

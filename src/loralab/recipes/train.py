@@ -149,6 +149,7 @@ def train_method(
 
     from loralab.moe.registry import get_method
     from loralab.training.features import validation_examples
+    from loralab.training.tracking import EVENTS_DIR, check_integrations, trainer_logs
     from loralab.training.trainer import train_adapter, trainer_device
 
     spec = get_method(method)  # an unknown method fails before anything loads
@@ -157,6 +158,8 @@ def train_method(
         check_resumable(out, hparams or LoRAHparams())
     hp = hparams or LoRAHparams()
     prec = training_precision(precision, hp, trainer_device())
+    if spec.trains:  # a reporting integration whose package is missing fails before anything loads
+        check_integrations(hp.report_to)
     task_objs = [t if isinstance(t, Task) else load_task(t, data_dir=data_dir) for t in tasks]
     if not task_objs:
         raise UserInputError("tasks must name at least one task", param="tasks")
@@ -196,8 +199,10 @@ def train_method(
             info["train"]["history"] = stats.history
         if stats.val_history:
             info["train"]["val_loss"] = stats.val_history
+        if stats.tracking is not None:
+            info["tracking"] = stats.tracking
         # json_safe: the checkpoint's JSON stays strict even if a router statistic in the history is NaN
-        moe.save_pretrained(out, extra=json_safe(info), extra_dirs={"tensorboard": work / "runs"})
+        moe.save_pretrained(out, extra=json_safe(info), extra_dirs={EVENTS_DIR: trainer_logs(work)})
     finally:
         lm.model = moe.unload()
     shutil.rmtree(work, ignore_errors=True)

@@ -4,13 +4,16 @@ Everything that is not a strategy's own scoring happens here, once: the strategy
 checked, the target task and the library are read, the target's own LoRA is left out (leave-one-out,
 the default, so a selection is judged on transfer and not on the answer), k is checked against the
 candidates that remain, and only then is the model loaded, and only for strategies that need it. Their
-forwards (perplexities, embeddings) run in one resolved precision, recorded in each `Selection`.
+forwards (perplexities, embeddings) run in one resolved precision, recorded in each `Selection`. With `out`,
+the selection is also written as one JSON file (atomically; `selection_record`): what was asked, every
+candidate's score in rank order, and the chosen LoRAs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as _dt
 import logging
 import os
 from collections.abc import Mapping
@@ -23,6 +26,7 @@ from loralab.models import LoadedModel, load_model
 from loralab.models.loading import check_device, model_device
 from loralab.selection.base import OwnLoRA, Selection, SelectionContext, Selector, rank_scores
 from loralab.selection.registry import get_selector
+from loralab.utils.io import atomic_write_json, check_output_file, read_json
 from loralab.utils.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ def select_experts(
     library_tasks: Mapping[str, Task] | None = None,
     progress: bool = True,
     precision: str | None = "auto",
+    out: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> list[Selection]:
     """The k best library LoRAs of `model` for `task` under `strategy`, best first.
@@ -73,6 +78,8 @@ def select_experts(
         precision: Autocast of the strategy's forwards ("auto", "fp32", "bf16", "fp16"; "auto": bf16 where
             the device has it natively, else fp32); the resolved name is each `Selection.precision` (None
             for strategies that run no model).
+        out: Write the selection here as JSON (`selection_record`), atomically, once it is made; an existing
+            file is replaced only when it is empty or a selection loralab wrote (checked before any work).
         **options: The strategy's options (fields of its config dataclass): `seed` (random),
             `relevance` (manual: a YAML path or mapping), `n_examples`, `split`, `batch_size`,
             `max_length` (ppl, embedding), `layer` (embedding). None leaves an option at its default.
@@ -86,6 +93,8 @@ def select_experts(
         raise ConfigError("options go into the Selector's config when a Selector object is given")
     if isinstance(k, bool) or not isinstance(k, int):
         raise UserInputError(f"k must be an integer, got {k!r}", param="k")
+    if out is not None:  # a file that is not our own selection is never replaced, and is refused before any work
+        check_output_file(out, what="selection file", option="out", recognise=is_selection_file)
     target = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
     model_name = model.name if isinstance(model, LoadedModel) else model
     lib, slug, entries = _library_entries(library, model_name)
@@ -114,13 +123,62 @@ def select_experts(
         raise RuntimeError(f"strategy {selector.name!r} scored {sorted(scores)}, not the candidates "
                            f"{sorted(e.task for e in candidates)}")  # a bug in the strategy, not bad input
     by_task = {e.task: e for e in candidates}
+    ranked = rank_scores(scores, selector.higher_is_better)
     chosen = [Selection(rank=i, task=name, score=score, score_name=selector.score_name, strategy=selector.name,
                         target=target.name, own_lora=own, domain=by_task[name].domain, path=str(by_task[name].path),
                         precision=prec.name if prec is not None else None)
-              for i, (name, score) in enumerate(rank_scores(scores, selector.higher_is_better)[:k], start=1)]
+              for i, (name, score) in enumerate(ranked[:k], start=1)]
     logger.info("%s selection for %s (own LoRA %s): %s", selector.name, target.name, own,
                 ", ".join(f"{s.task} ({s.score:.4g})" for s in chosen))
+    if out is not None:
+        record = selection_record(selector, chosen, ranked, model=model_name, library=lib.root, k=k,
+                                  exclude_own=exclude_own, precision=prec.to_dict() if prec is not None else None)
+        atomic_write_json(out, record)
+        logger.info("wrote %s", out)
     return chosen
+
+
+SELECTION_FORMAT = "loralab-selection/1"
+
+
+def selection_record(selector: Selector, chosen: list[Selection], ranked: list[tuple[str, float]], *, model: str,
+                     library: str | os.PathLike[str], k: int, exclude_own: bool,
+                     precision: dict[str, Any] | None) -> dict[str, Any]:
+    """The JSON of `select --out`: the request, every candidate's score (rank order) and the chosen LoRAs.
+
+    A score that is not finite (a perplexity that overflowed) is null, as everywhere in loralab's JSON.
+    """
+    from loralab.utils.env import git_hash, package_versions
+
+    first = chosen[0]
+    return {
+        "format": SELECTION_FORMAT, "strategy": selector.name, "score_name": selector.score_name,
+        "higher_is_better": selector.higher_is_better, "target": first.target, "model": model,
+        "library": str(library), "k": k, "exclude_own": exclude_own, "own_lora": first.own_lora,
+        "options": _plain_options(selector.config), "precision": precision,
+        "candidates": [{"rank": i, "task": name, "score": score} for i, (name, score) in enumerate(ranked, start=1)],
+        "chosen": [s.to_dict() for s in chosen],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(), "git_hash": git_hash(),
+    }
+
+
+def is_selection_file(path: os.PathLike[str]) -> bool:
+    """A selection JSON that `select_experts(out=...)` / `loralab select --out` wrote (its format marker)."""
+    data = read_json(path, what="selection file")
+    return isinstance(data, dict) and data.get("format") == SELECTION_FORMAT
+
+
+def _plain_options(config: Any) -> dict[str, Any]:
+    """A strategy's options as JSON data (a relevance file as its path, a mapping as a dict)."""
+    if not dataclasses.is_dataclass(config):
+        return {}
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = os.fspath(value) if isinstance(value, os.PathLike) else \
+            dict(value) if isinstance(value, Mapping) else value
+    return out
 
 
 def _library_entries(library: str | os.PathLike[str], model_name: str) -> tuple[Library, str, list[AdapterEntry]]:

@@ -28,6 +28,10 @@ Seed = Annotated[int, Ge(0), Le(2**32 - 1)]
 # nothing to train on (every label masked); 2 keeps one answer token.
 MaxLength = Annotated[int, Ge(2), Describe("an integer >= 2 (at least one prompt and one answer token)")]
 TargetModules = Literal["all-linear"] | Annotated[tuple[str, ...], MinLen(1)]
+# the names themselves are checked against the installed transformers (`tracking.parse_report_to`)
+ReportToValue = Annotated[str | Annotated[tuple[str, ...], MinLen(1)],
+                          Describe("none, all, an integration name (tensorboard, wandb, mlflow, ...) or a list "
+                                   "of them")]
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,9 @@ class LoRAHparams:
             value here decides, and one that contradicts an explicit `precision` is refused
             (`training_precision`).
         checkpoint_steps: Save a resumable trainer checkpoint every N steps (None: never).
-        report_to: "none" or "tensorboard" (loss, learning rate and router statistics per logging step).
+        report_to: Where HF Trainer reports the loss, learning rate and router statistics of each logging step:
+            "none", "all" (every integration installed), or one or more of transformers' reporting integrations
+            (tensorboard, wandb, mlflow, ...) as a list or a comma-separated string (`loralab.training.tracking`).
         val_every: Measure the answer-only loss on the validation split every N optimiser steps and after the
             last step (None: never). It shows whether training has converged; it changes no trained weight
             (no training randomness is used, so the training losses are the same with and without it).
@@ -81,7 +87,7 @@ class LoRAHparams:
     seed: Seed = 0
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     checkpoint_steps: PositiveInt | None = None
-    report_to: Literal["none", "tensorboard"] = "none"
+    report_to: ReportToValue = field(default="none", metadata={"help": "none, all, or integration names."})
     val_every: PositiveInt | None = field(default=None, metadata={"help": "Validation loss every N steps."})
     val_examples: PositiveInt = field(default=64, metadata={"help": "Validation examples per task."})
 
@@ -94,8 +100,14 @@ class LoRAHparams:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if self.report_to == "tensorboard" and not has_extra("tensorboard"):
-            # here, so a config asking for it fails when it is read (a bench dry run too), not after the model loads
+        if self.report_to != "none":  # the names are transformers' (checked against it), kept in one canonical form
+            from loralab.training.tracking import parse_report_to
+
+            object.__setattr__(self, "report_to", parse_report_to(self.report_to))
+        names = (self.report_to,) if isinstance(self.report_to, str) else self.report_to
+        if "tensorboard" in names and not has_extra("tensorboard"):
+            # here, so a config asking for it fails when it is read (a bench dry run too), not after the model loads;
+            # the other integrations are checked before training starts (`tracking.check_integrations`)
             raise missing_extra("tensorboard", "report_to: 'tensorboard'")
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,8 +116,9 @@ class LoRAHparams:
         if self.val_every is None:
             for name in self.VALIDATION_FIELDS:
                 del out[name]
-        if isinstance(self.target_modules, tuple):
-            out["target_modules"] = list(self.target_modules)
+        for name in ("target_modules", "report_to"):
+            if isinstance(out[name], tuple):
+                out[name] = list(out[name])
         return out
 
     def replace(self, **changes: Any) -> LoRAHparams:

@@ -40,6 +40,7 @@ from loralab.training.features import IGNORE, ROUTING_KEYS, PadCollator, trainin
 from loralab.training.hparams import LoRAHparams, training_precision
 from loralab.training.loss import answer_only_loss, answer_token_losses
 from loralab.training.progress import RichProgressCallback
+from loralab.training.tracking import check_integrations, integrations, tracking_record
 from loralab.utils.io import atomic_write_json, fsync_tree, read_json
 from loralab.utils.precision import Precision, resolve_precision
 
@@ -263,7 +264,7 @@ def training_arguments(hp: LoRAHparams, work_dir: str | os.PathLike[str], n_exam
         eval_steps=hp.val_every,
         per_device_eval_batch_size=hp.batch_size,
         save_total_limit=None,  # AnswerOnlyTrainer removes older checkpoints once a new one is complete
-        report_to=hp.report_to,
+        report_to=integrations(hp.report_to) or "none",  # "all" resolved here as HF would, to what is recorded
         seed=hp.seed,
         data_seed=hp.seed,
         bf16=False,
@@ -283,6 +284,8 @@ class TrainStats:
     examples: int
     history: list[dict[str, float]] = field(default_factory=list)  # method statistics per logging step
     val_history: list[dict[str, float]] = field(default_factory=list)  # {"step", "loss"} per validation (val_every)
+    # `tracking.tracking_record`: the integrations reported to and where the events are kept (None: reported nowhere)
+    tracking: dict[str, Any] | None = None
 
 
 def check_context(model: torch.nn.Module, features: Sequence[dict], hp: LoRAHparams) -> None:
@@ -318,6 +321,9 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
     `resume` (`resumable_checkpoint`): None resumes a matching checkpoint and starts over otherwise; True also
     resumes a matching one but refuses (`ResumeError`, nothing removed) checkpoints of other settings; False
     removes every checkpoint and starts over.
+    `hp.report_to` goes to HF's reporting integrations (`loralab.training.tracking`); the Trainer's logging_dir
+    is `work_dir/runs`, for the caller to keep (`tracking.keep_events`) before it removes `work_dir`, and
+    `TrainStats.tracking` records both.
 
     Raises:
         TrainingDivergedError: a NaN/inf loss or weight; nothing is saved from that step on, and the last
@@ -328,6 +334,7 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
     if hp.val_every is None and val_features:
         raise ValueError("val_features were given but hp.val_every is None: nothing would measure them")
     check_context(model, [*features, *(val_features or [])], hp)
+    check_integrations(hp.report_to)  # one line naming a missing package, not HF's traceback from Trainer()
     device = trainer_device()
     if precision is None:
         precision = training_precision(None, hp, device)
@@ -373,4 +380,5 @@ def train_adapter(model: torch.nn.Module, tokenizer, features: list[dict], hp: L
         else float(result.training_loss)
     return TrainStats(steps=result.global_step, train_loss=train_loss,
                       seconds=float(result.metrics.get("train_runtime", 0.0)), examples=len(features),
-                      history=trainer.method_history, val_history=trainer.val_history)
+                      history=trainer.method_history, val_history=trainer.val_history,
+                      tracking=tracking_record(args.report_to, work_dir))

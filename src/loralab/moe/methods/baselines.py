@@ -95,11 +95,14 @@ def provenance(request, info: dict[str, Any]) -> dict[str, Any]:
     })
 
 
-def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name: str = "default") -> None:
-    """Write one adapter of `peft_model` as a plain PEFT directory at `out` (atomically), plus provenance."""
+def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name: str = "default",
+                      work_dir: Path | None = None) -> None:
+    """Write one adapter of `peft_model` as a plain PEFT directory at `out` (atomically), plus provenance; with
+    `work_dir`, the Trainer's events from there too (`tracking.keep_events`: a folder, not among the hashed files)."""
     from loralab.library.build import normalize_adapter_config
     from loralab.library.cards import base_model_ref, checkpoint_card_info, write_model_card
     from loralab.library.store import sha256_file
+    from loralab.training.tracking import keep_events
 
     base = base_model_ref(peft_model.get_base_model())  # the model loralab loaded (PEFT wraps it in place)
     with atomic_dir(out) as tmp:
@@ -116,6 +119,8 @@ def save_peft_adapter(peft_model, out: Path, meta: dict[str, Any], adapter_name:
         # the weights' hashes, so every reader (eval, merge, selection) can tell a modified or corrupt file
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / PROVENANCE_FILE).write_text(dumps_json({**meta, "files": files}, indent=2) + "\n", encoding="utf-8")
+        if work_dir is not None:
+            keep_events(work_dir, tmp)
 
 
 def check_distinct_experts(request) -> None:
@@ -186,7 +191,9 @@ def train_peft_lora(request, description: str) -> dict[str, Any]:
                 "precision": request.precision.to_dict()}
         if stats.val_history:
             info["train"]["val_loss"] = stats.val_history
-        save_peft_adapter(peft_model, request.out, provenance(request, info))
+        if stats.tracking is not None:
+            info["tracking"] = stats.tracking
+        save_peft_adapter(peft_model, request.out, provenance(request, info), work_dir=work)
     finally:
         lm.model = peft_model.unload()
     shutil.rmtree(work, ignore_errors=True)
