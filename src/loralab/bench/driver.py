@@ -97,8 +97,10 @@ def run_grid(bench: Bench, out_dir: Path, *, output: OutputFolder = BENCH_OUTPUT
     runner = make_executor(executor, address=address, resources=bench.resources)  # before anything is written
     try:
         with _exclusive(out_dir, output), Store(out_dir / DB_NAME) as store:
+            # `chance`: each target's chance level on the evaluated examples, for the report's figures
             store.set_meta("bench", {"name": bench.config.name, "config": bench.config.to_dict(),
-                                     "plan": [c.cell_id for c in cells], "seeds": list(bench.config.seeds)})
+                                     "plan": [c.cell_id for c in cells], "seeds": list(bench.config.seeds),
+                                     "chance": dict(bench.chance)})
             done = store.done_ids()
             todo = [c for c in cells if c.cell_id not in done]
             logger.info("%s: %d cells, %d already done, %d to run (%s executor)", bench.config.name, len(cells),
