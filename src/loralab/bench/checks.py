@@ -59,10 +59,14 @@ def check_bench(bench: Bench, where: str, base_dir: Path, given: Mapping[str, Ta
     if not bench.library.tasks and bench.library.build and selecting:
         raise ConfigError(f"{where}: methods {', '.join(selecting)} take library experts: list library.tasks")
     bench = _check_tasks(bench, where, given or {})
+    requiring = [m for m in taking if specs[m].library == "required"]
+    _check_pool_left(bench, where, requiring)
     if not bench.library.build:
         bench = _existing_library(bench, where)
-    bench = _resolve_experts(bench, where)
-    _check_pool_left(bench, where, [m for m in taking if specs[m].library == "required"])
+    resolved = _resolve_experts(bench, where)
+    if resolved.config.experts != bench.config.experts:  # given by path: the pool's names are known only now
+        _check_pool_left(resolved, where, requiring)
+    bench = resolved
     _check_library_names(bench, where, selecting, specs)
     _check_relevance(bench, relevance_at)
     check_claims(bench, where)
