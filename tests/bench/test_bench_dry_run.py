@@ -73,7 +73,9 @@ def test_the_printed_grid_is_the_resolved_config_and_runs_the_same_cells(monkeyp
     assert code == 0, err
     resolved = _resolved_yaml(stdout)
     assert f"{RESOLVED} 'tiny' (precision auto resolves to fp32 here)" in stdout  # as --print-config says it
-    assert resolved["precision"] == "auto" and resolved["eval"] == {"split": "test", "limit": 8, "batch_size": 8}
+    assert resolved["precision"] == "auto"
+    assert {k: resolved["eval"][k] for k in ("split", "limit", "batch_size")} == {"split": "test", "limit": 8,
+                                                                                  "batch_size": 8}
     assert resolved["train"]["max_steps"] == 1 and "learning_rate" in resolved["train"]  # defaults filled in
     assert resolved["library"]["hparams"]["rank"] == 4 and resolved["library"]["build"] is True
     elsewhere = tmp_path / "elsewhere"
