@@ -16,13 +16,13 @@ row per finished cell), `cell` (one job: select, train, evaluate its cells), `ex
 (the compact export and the reader of both), `compare` (the `loralab compare` front-end and its table).
 """
 
-from loralab.bench.driver import BenchResult, run_bench, run_grid
+from loralab.bench.driver import BenchPlan, BenchResult, plan_bench, run_bench, run_grid
 from loralab.bench.export import BenchData, export_bench, load_bench_data
-from loralab.bench.grid import Bench, BenchConfig, bench_from_mapping, load_bench, shipped_config
+from loralab.bench.grid import Bench, BenchConfig, bench_from_mapping, load_bench, resolved_config, shipped_config
 from loralab.bench.plan import Cell, expand
 from loralab.bench.report import write_report
 from loralab.bench.store import VOLATILE_COLUMNS, Store
 
-__all__ = ["VOLATILE_COLUMNS", "Bench", "BenchConfig", "BenchData", "BenchResult", "Cell", "Store",
-           "bench_from_mapping", "expand", "export_bench", "load_bench", "load_bench_data", "run_bench", "run_grid",
-           "shipped_config", "write_report"]
+__all__ = ["VOLATILE_COLUMNS", "Bench", "BenchConfig", "BenchData", "BenchPlan", "BenchResult", "Cell", "Store",
+           "bench_from_mapping", "expand", "export_bench", "load_bench", "load_bench_data", "plan_bench",
+           "resolved_config", "run_bench", "run_grid", "shipped_config", "write_report"]

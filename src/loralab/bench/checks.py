@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from loralab.bench.claimspec import check_claims
 from loralab.bench.grid import Bench
 from loralab.bench.plan import pool_experts
-from loralab.errors import ConfigError, UnknownNameError
+from loralab.errors import ConfigError, UnknownNameError, UserInputError
 from loralab.utils.config import check, read_yaml_mapping
 
 if TYPE_CHECKING:
@@ -59,9 +59,14 @@ def check_bench(bench: Bench, where: str, base_dir: Path, given: Mapping[str, Ta
     if not bench.library.tasks and bench.library.build and selecting:
         raise ConfigError(f"{where}: methods {', '.join(selecting)} take library experts: list library.tasks")
     bench = _check_tasks(bench, where, given or {})
-    _check_pool_left(bench, where, [m for m in taking if specs[m].library == "required"])
+    requiring = [m for m in taking if specs[m].library == "required"]
+    _check_pool_left(bench, where, requiring)
     if not bench.library.build:
         bench = _existing_library(bench, where)
+    resolved = _resolve_experts(bench, where)
+    if resolved.config.experts != bench.config.experts:  # given by path: the pool's names are known only now
+        _check_pool_left(resolved, where, requiring)
+    bench = resolved
     _check_library_names(bench, where, selecting, specs)
     _check_relevance(bench, relevance_at)
     check_claims(bench, where)
@@ -124,6 +129,42 @@ def _existing_library(bench: Bench, where: str) -> Bench:
                               f"{', '.join(missing)}; it has: {', '.join(sorted(entries)) or 'none'}")
     digests = {model: {t: _files_digest(held[model][t].files) for t in names} for model in held}
     return dataclasses.replace(bench, library_names=names, library_digests=digests)
+
+
+def _resolve_experts(bench: Bench, where: str) -> Bench:
+    """The fixed pool by name: an expert given as a library LoRA folder or the task file it was built from is
+    that LoRA's task name (`loralab.library.names`), so a path and a name make the same cells."""
+    from loralab.library.build import data_hash
+    from loralab.library.names import KnownTask, resolve_task_names
+    from loralab.library.store import Library, model_slug
+
+    cfg = bench.config
+    if not cfg.experts or not bench.library_names or all(e in bench.library_names for e in cfg.experts):
+        return bench  # names (the usual case), or no library: `_check_library_names` says what is wrong
+    if bench.library.build:  # the grid's own library: its tasks, as the build will train them
+        limit = bench.library_hparams.max_train_examples
+        known = [KnownTask(name, data_hash(_library_task(bench, name).split("train")[:limit]), limit)
+                 for name in bench.library_names]
+        holder = "the grid's library tasks"
+    else:
+        lib = Library(str(bench.library.path))
+        known = [KnownTask.from_entry(e) for model in cfg.models for e in lib.entries(model_slug(model))
+                 if e.task in bench.library_names]
+        holder = f"library {bench.library.path}"
+    try:
+        experts = resolve_task_names(cfg.experts, known, where=holder, option=bench.option_names["experts"],
+                                     data_dir=bench.data_dir)
+    except UserInputError as exc:  # a path that matches nothing or several, a task file that cannot be read
+        raise ConfigError(f"{where}: {exc}") from None
+    _unique(where, bench.option_names["experts"], experts)
+    return dataclasses.replace(bench, config=dataclasses.replace(cfg, experts=tuple(experts)))
+
+
+def _library_task(bench: Bench, name: str) -> Task:
+    from loralab.data import Task, load_task
+
+    spec = bench.task_specs[name]
+    return spec if isinstance(spec, Task) else load_task(spec, data_dir=bench.data_dir)
 
 
 def _files_digest(files: Mapping[str, str]) -> str:
@@ -245,12 +286,14 @@ def _resolve_precision(bench: Bench, where: str) -> Bench:
 
 
 def _check_tasks(bench: Bench, where: str, given: Mapping[str, Task]) -> Bench:
-    """Load targets and library tasks (names, splits)."""
+    """Load targets and library tasks (names, splits); the targets' chance levels on the evaluated examples."""
     from loralab.data import load_task
+    from loralab.eval.metrics import MC_METRICS, chance_accuracy
     from loralab.library.store import check_name
 
     specs: dict[str, Any] = {}
     names = {}
+    chance: dict[str, float | None] = {}
     for spec in dict.fromkeys([*bench.targets, *bench.library.tasks]):
         task = given[spec] if spec in given else load_task(spec, data_dir=bench.data_dir)
         check_name("task", task.name)
@@ -259,7 +302,8 @@ def _check_tasks(bench: Bench, where: str, given: Mapping[str, Task]) -> Bench:
         specs[task.name], names[spec] = (task if spec in given else spec), task.name
         task.split("train")
         if spec in bench.targets:
-            task.split(bench.evaluation.split, bench.evaluation.limit)
+            scored = task.split(bench.evaluation.split, bench.evaluation.limit)
+            chance[task.name] = chance_accuracy(scored) if task.metric in MC_METRICS else None
             _check_validation(task, bench.hparams, f"{where}: train.")
         if spec in bench.library.tasks and bench.library.build:
             _check_validation(task, bench.library_hparams, f"{where}: library.hparams.")
@@ -267,7 +311,7 @@ def _check_tasks(bench: Bench, where: str, given: Mapping[str, Task]) -> Bench:
     library = tuple(names[s] for s in bench.library.tasks)
     _unique(where, "targets", targets)
     _unique(where, "library.tasks", library)
-    return dataclasses.replace(bench, target_names=targets, library_names=library, task_specs=specs)
+    return dataclasses.replace(bench, target_names=targets, library_names=library, task_specs=specs, chance=chance)
 
 
 def _check_validation(task: Task, hp: LoRAHparams, at: str) -> None:

@@ -8,7 +8,9 @@ write the report. The one runner behind `loralab bench` (`run_bench`) and `loral
 
 Idempotent: the database keeps one row per finished cell, keyed by the hash of the cell's config, so a
 re-run (after a kill, a crash, or with cells added to the grid) runs exactly the cells that have no
-row. Everything a config can get wrong fails before the output folder is created.
+row and reuses the others (`BenchResult.skipped`). Everything a config can get wrong fails before the
+output folder is created. `plan_bench` (`loralab bench --dry-run`) does every check a run does and
+counts the cells done and to run, writing nothing.
 
 The output folder must be absent, empty, or a benchmark folder loralab wrote (resuming is the point of
 re-running), and a library path from the config must be absent, empty or a LoRA library: anything else
@@ -28,7 +30,7 @@ from typing import Any
 from loralab.bench.cell import RunContext
 from loralab.bench.executors import make_executor
 from loralab.bench.grid import Bench, load_bench
-from loralab.bench.plan import Job, expand, jobs
+from loralab.bench.plan import Cell, Job, expand, jobs
 from loralab.bench.store import Store, is_bench_database
 from loralab.errors import ConfigError, UserInputError
 from loralab.utils.io import check_output_dir, mark_output
@@ -78,27 +80,75 @@ class BenchResult:
     failed: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class BenchPlan:
+    """What running the grid into `out` would do now (`plan_bench`, `loralab bench --dry-run`): its cells, those
+    already done in OUT's database (`done`: reused, not run again) and those a run would run (`todo`)."""
+
+    bench: Bench
+    out: Path
+    db: Path
+    cells: list[Cell]
+    done: list[Cell]
+    todo: list[Cell]
+    has_database: bool  # False: no database in OUT yet (every cell is to run)
+
+
 def run_bench(config: str | os.PathLike[str] | Bench | None = None, out: str | os.PathLike[str] | None = None, *,
               executor: str = "local", address: str | None = None, report: bool = True) -> BenchResult:
     """Run every cell of the grid that is not done yet; return where the database and report are."""
     bench = config if isinstance(config, Bench) else load_bench(config)
-    out_dir = Path(out if out is not None else f"bench-{bench.config.name}").resolve()
-    return run_grid(bench, out_dir, executor=executor, address=address, report=report)
+    return run_grid(bench, default_out(bench, out), executor=executor, address=address, report=report)
+
+
+def default_out(bench: Bench, out: str | os.PathLike[str] | None) -> Path:
+    """The output folder, absolute: `out`, else ./bench-NAME."""
+    return Path(out if out is not None else f"bench-{bench.config.name}").resolve()
+
+
+def plan_bench(config: str | os.PathLike[str] | Bench | None = None, out: str | os.PathLike[str] | None = None, *,
+               output: OutputFolder = BENCH_OUTPUT) -> BenchPlan:
+    """Check the grid and the output folder as a run would, and count its cells done and to run; write nothing.
+
+    OUT's database, if there is one, is opened read-only. Whatever a run would refuse before any work (an
+    output folder of someone else's files, a library trained with other hyperparameters) is refused here too.
+    """
+    bench = config if isinstance(config, Bench) else load_bench(config)
+    out_dir = default_out(bench, out)
+    cells = expand(bench)
+    _check_outputs(bench, out_dir, output, report=True)
+    db = out_dir / DB_NAME
+    has_database = is_bench_database(db)
+    done_ids: set[str] = set()
+    if has_database:
+        with Store(db, create=False) as store:
+            done_ids = store.done_ids()
+    done = [c for c in cells if c.cell_id in done_ids]
+    todo = [c for c in cells if c.cell_id not in done_ids]
+    return BenchPlan(bench=bench, out=out_dir, db=db, cells=cells, done=done, todo=todo, has_database=has_database)
+
+
+def _check_outputs(bench: Bench, out_dir: Path, output: OutputFolder, *, report: bool) -> Path:
+    """Every folder a run writes may be written (see `check_bench_out`); return the library folder."""
+    library = Path(bench.library.path).resolve() if bench.library.path else out_dir / "library"
+    check_bench_out(out_dir, library, report=report, output=output, builds=bench.library.build)
+    if bench.library.build:
+        check_existing_library(bench, library)
+    return library
 
 
 def run_grid(bench: Bench, out_dir: Path, *, output: OutputFolder = BENCH_OUTPUT, executor: str = "local",
              address: str | None = None, report: bool = True) -> BenchResult:
     """Run the checked grid's missing cells into `out_dir` (absolute), a folder of kind `output`."""
     cells = expand(bench)
-    library = Path(bench.library.path).resolve() if bench.library.path else out_dir / "library"
-    check_bench_out(out_dir, library, report=report, output=output, builds=bench.library.build)
-    if bench.library.build:
-        check_existing_library(bench, library)
+    library = _check_outputs(bench, out_dir, output, report=report)
     runner = make_executor(executor, address=address, resources=bench.resources)  # before anything is written
     try:
         with _exclusive(out_dir, output), Store(out_dir / DB_NAME) as store:
+            # `chance`: each target's chance level on the evaluated examples, for the report's figures
             store.set_meta("bench", {"name": bench.config.name, "config": bench.config.to_dict(),
-                                     "plan": [c.cell_id for c in cells], "seeds": list(bench.config.seeds)})
+                                     "plan": [c.cell_id for c in cells], "seeds": list(bench.config.seeds),
+                                     "chance": dict(bench.chance)})
             done = store.done_ids()
             todo = [c for c in cells if c.cell_id not in done]
             logger.info("%s: %d cells, %d already done, %d to run (%s executor)", bench.config.name, len(cells),

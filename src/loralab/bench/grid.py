@@ -158,7 +158,9 @@ class Bench:
     passed task objects; `library_digests` (model -> task -> digest of its files' hashes) identifies the
     LoRAs of an existing library (`library.build: false`); `option_names` is how error messages name the
     options (a front-end's flags instead of the YAML keys); `precision` / `library_precision` are the resolved
-    precisions of the cells and of the library build (set by `check_bench`; None: not resolved, i.e. fp32).
+    precisions of the cells and of the library build (set by `check_bench`; None: not resolved, i.e. fp32);
+    `chance` maps each target name to the chance level of its primary metric on the evaluated examples (None:
+    none, e.g. generation; `loralab.eval.metrics.chance_accuracy`), for the report's figures.
     """
 
     config: BenchConfig
@@ -177,6 +179,7 @@ class Bench:
     precision: Precision | None = None
     library_precision: Precision | None = None
     method_hparams: Mapping[str, LoRAHparams] = field(default_factory=dict)
+    chance: Mapping[str, float | None] = field(default_factory=dict)
 
     def hparams_for(self, method: str) -> LoRAHparams:
         """The training hyperparameters of `method`'s cells: `train` with its `method_train` overrides."""

@@ -79,8 +79,9 @@ def write_report(source: Store | BenchData | str | os.PathLike[str], out: str | 
         part = [r for r in rows if T.row_precision(r) == precision]
         suffix = "" if len(precisions) == 1 else f"-{precision}"
         blocks += _findings(config, part, data.outcomes, out_dir, suffix)
+    chance = _chance(meta.get("chance"))
     for title, part, prefix in _sections(rows, models):
-        blocks += _model_section(title, part, seeds, strategies, out_dir, prefix)
+        blocks += _model_section(title, part, seeds, strategies, out_dir, prefix, chance)
     blocks += _provenance(rows, failures)
     atomic_write_text(out_dir / "report.md", _markdown(blocks))
     atomic_write_text(out_dir / "report.html", _html(blocks, meta.get("name") or "bench"))
@@ -170,8 +171,16 @@ def _sections(rows: list[dict], models: list[str]) -> list[tuple[str, list[dict]
     return out
 
 
+def _chance(recorded: Any) -> dict[str, float | None]:
+    """The targets' chance levels the run recorded (databases from before they were have none: no chance lines)."""
+    if not isinstance(recorded, dict):
+        return {}
+    return {str(t): float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+            for t, v in recorded.items()}
+
+
 def _model_section(title: str, rows: list[dict], seeds: list[int], strategies: list[str], out_dir: Path,
-                   prefix: str) -> list[Any]:
+                   prefix: str, chance: dict[str, float | None] | None = None) -> list[Any]:
     """The tables and figures of one model's rows of one precision."""
     recs = T.records(rows, seeds)
     ks = sorted({r.k for r in recs if r.k is not None})
@@ -189,7 +198,7 @@ def _model_section(title: str, rows: list[dict], seeds: list[int], strategies: l
             blocks.append(table)
     if len(ks) > 1:
         blocks.append(T.without_bold(T.method_k_table(recs, ks, n)))
-    for path in write_plots(recs, strategies, out_dir, prefix):
+    for path in write_plots(recs, strategies, out_dir, prefix, chance=chance):
         blocks.append(("image", path.name))
     return blocks
 

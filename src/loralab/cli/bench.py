@@ -109,15 +109,16 @@ def bench_cmd(
     executor: Annotated[str, typer.Option(help="local (one cell at a time in this process) or ray.")] = "local",
     address: Annotated[Optional[str], typer.Option(help="ray: cluster to join (auto, ray://host:10001); "
                                                    "default: start a local one.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config, count its cells, run "
-                                                            "nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config and OUT as a run would; print the "
+                                                            "cells (done in OUT's database, to run) and the "
+                                                            "resolved grid as YAML; run and write nothing.")] = False,
     precision: BenchPrecision = None,
     print_config: PrintConfig = False,
 ) -> None:
-    """Run a benchmark grid (models x methods x strategies x k x targets x seeds); cells already done are skipped.
+    """Run a benchmark grid (models x methods x strategies x k x targets x seeds); cells already done are reused.
 
     `loralab bench export DB OUT.jsonl.gz` writes a database's compact export instead (see its --help)."""
-    from loralab.bench import expand, load_bench, run_bench
+    from loralab.bench import load_bench, run_bench
     from loralab.bench.grid import resolved_config
     from loralab.cli.configs import print_yaml
     from loralab.utils.config import looks_like_override
@@ -131,21 +132,11 @@ def bench_cmd(
                                            f"{bench.config.precision} resolves to {bench.precision_name} here)")
         return
     if dry_run:
-        cells = expand(bench)
-        counts = Counter((c.method, c.strategy or "-") for c in cells)
-        # a line of its own, not the table's title: rich would wrap a title to the narrow table's width
-        show(f"{bench.config.name}: {len(cells)} cells, precision {bench.precision_name} (requested "
-             f"{bench.config.precision})", markup=False)
-        table = Table()
-        for col in ("method", "strategy", "cells"):
-            table.add_column(col, justify="right" if col == "cells" else "left")
-        for (method, strategy), n in counts.items():
-            table.add_row(method, strategy, str(n))
-        show(table)
+        _dry_run(bench, out)
         return
     result = run_bench(bench, out, executor=executor, address=address)
     show(f"{result.cells} cells in precision {bench.precision_name}: {result.ran} run now, {result.skipped} already "
-         f"done, {len(result.failed)} failed")
+         f"done (reused from {result.db}, not run again), {len(result.failed)} failed")
     for failure in result.failed:  # not a status line: -q keeps it
         stderr.print(f"failed: {failure['label']}: {failure['error']}", markup=False)
     show(f"report: {result.report} (and report.html, PNG figures beside it)\ndatabase: {result.db}")
@@ -158,6 +149,36 @@ def _is_file(text: str) -> bool:
         return Path(text).is_file()
     except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a file
         return False
+
+
+DRY_RUN_GRID = "loralab bench --dry-run: the resolved grid"  # the comment line before the dry run's YAML
+
+
+def _dry_run(bench, out: Optional[Path]) -> None:
+    """What `loralab bench` would do: the cells per method and strategy, done and to run, and the resolved grid."""
+    from loralab.bench import plan_bench, resolved_config
+    from loralab.cli.configs import print_yaml
+
+    plan = plan_bench(bench, out)
+    total = Counter((c.method, c.strategy or "-") for c in plan.cells)
+    reused = Counter((c.method, c.strategy or "-") for c in plan.done)
+    # a line of its own, not the table's title: rich would wrap a title to the narrow table's width
+    show(f"{bench.config.name}: {len(plan.cells)} cells, precision {bench.precision_name} (requested "
+         f"{bench.config.precision})", markup=False)
+    table = Table()
+    for col in ("method", "strategy", "cells", "done", "to run"):
+        table.add_column(col, justify="left" if col in ("method", "strategy") else "right")
+    for key, n in total.items():
+        table.add_row(*key, str(n), str(reused[key]), str(n - reused[key]))
+    show(table)
+    if plan.has_database:
+        show(f"{plan.db}: {len(plan.done)} of {len(plan.cells)} cells already done (reused), {len(plan.todo)} to "
+             "run", markup=False, soft_wrap=True)
+    else:
+        show(f"{plan.db}: no database yet; all {len(plan.cells)} cells to run", markup=False, soft_wrap=True)
+    print_yaml(resolved_config(bench), f"{DRY_RUN_GRID} {bench.config.name!r} (precision {bench.config.precision} "
+                                       f"resolves to {bench.precision_name} here); saved as a file, `loralab bench "
+                                       "FILE` runs these same cells")
 
 
 @verb(bench_app, "export", example="loralab bench export bench-quickstart/bench.sqlite quickstart.jsonl.gz")

@@ -84,7 +84,8 @@ ReportTo = Annotated[Optional[str], typer.Option("--report-to", help="Report tra
                     "events are kept in the output's tensorboard/ folder.")]
 Library = Annotated[Optional[Path], typer.Option("--library", help="LoRA library folder the experts come from.")]
 Experts = Annotated[Optional[str], typer.Option("--experts", help="Comma-separated library tasks to use as "
-                                                "experts.")]
+                                                "experts: names, LoRA folders (LIB/MODEL/TASK) or the task files "
+                                                "they were built from.")]
 IncludeOwn = Annotated[bool, typer.Option("--include-own/--exclude-own", help="Whether the target task's own "
                                           "library LoRA may be used (default: left out, leave-one-out).")]
 Seeds = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated training seeds, e.g. 0,1,2: every "

@@ -21,7 +21,8 @@ from loralab.cli.output import show
 def select_cmd(
     strategy: Annotated[str, typer.Option(help="random, ppl, manual or embedding.")],
     library: Annotated[Path, typer.Option(help="LoRA library folder.")],
-    task: Annotated[str, typer.Option("--task", help="Target task (suite name or task file).")],
+    task: Annotated[str, typer.Option("--task", help="Target task (suite name, task file, or its LoRA folder in "
+                                                     "--library).")],
     k: Annotated[int, typer.Option(help="How many LoRAs to choose.")],
     model: Model,
     include_own: IncludeOwn = False,

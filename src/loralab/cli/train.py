@@ -82,7 +82,8 @@ def merge_cmd(
     adapter: Adapter,
     out: Annotated[Path, out_option("New folder for the merged transformers model.")],
     task: Annotated[Optional[str], typer.Option(help="Task to merge for (task-routed methods: MoRE, MOELoRA, "
-                                                     "MTL-LoRA).")] = None,
+                                                     "MTL-LoRA): a training task's name, its task file or its "
+                                                     "library LoRA folder.")] = None,
     model: BaseModel = None,
     nearest: Annotated[int, typer.Option(help="MoRE, task not seen in training: pick the nearest training task "
                                               "from this many of its train examples.")] = 0,

@@ -25,8 +25,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from loralab.data import Example
 
 MC_METRICS = ("acc", "acc_norm", "acc_ppl")
+
+
+def chance_accuracy(examples: Sequence[Example]) -> float | None:
+    """The accuracy a uniformly random choice is expected to score on `examples`: the mean over examples of
+    correct choices / choices (several correct choices count as the metrics count them: any one is right).
+
+    None when there is no example or one has no choices (generation has no chance level).
+    """
+    if not examples or any(not ex.choices for ex in examples):
+        return None
+    return math.fsum(len(set(ex.answers)) / len(ex.choices) for ex in examples) / len(examples)
 
 
 def argmax_first(values: Sequence[float]) -> int:

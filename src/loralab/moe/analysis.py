@@ -347,38 +347,67 @@ def write_router_analysis(result: RouterAnalysis, out: str | os.PathLike[str]) -
     return paths
 
 
-def write_heatmap(result: RouterAnalysis, path: str | os.PathLike[str]) -> None:
-    """Two task x expert heatmaps side by side (mean gate weight, top-1 share) as a PNG, written atomically."""
+def heatmap_figure(result: RouterAnalysis):
+    """Two task x expert heatmaps side by side (mean gate weight, top-1 share), a matplotlib `Figure` (no pyplot).
+
+    The colour scale is fixed, 0..1 (or the largest value, when X-LoRA's scaling exceeds 1), so two methods'
+    figures read alike; it is a square-root scale (`PowerNorm(0.5)`), because with many experts every weight is
+    small (1/E each under uniform routing) and a linear 0..1 scale would colour them all alike. The colour bar
+    marks uniform routing (1 / number of experts), the chance level of a router. The figure grows with the number of experts and tasks, and expert labels are slanted (more than 4)
+    or upright (more than 12), so 8, 16 or 32 experts stay readable; values are written in the cells up to 400
+    cells, smaller past 12 experts.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import PowerNorm
     from matplotlib.figure import Figure
 
     n_tasks, n_exp = len(result.tasks), len(result.experts)
-    width = max(6.0, 2 * (1.5 + 0.6 * n_exp))
-    fig = Figure(figsize=(width, 1.6 + 0.45 * n_tasks), layout="constrained")
+    rotation = 0 if n_exp <= 4 else 45 if n_exp <= 12 else 90
+    longest_expert = max((len(e) for e in result.experts), default=1)
+    longest_task = max((len(t) for t in result.tasks), default=1)
+    cell = 0.5 if n_exp <= 12 else 0.38  # inches per expert column (fits "0.00" at the font size used)
+    panel = max(3.0, cell * n_exp + 1.3)  # heatmap + colour bar
+    label_height = 0.075 * longest_expert * (0.0 if rotation == 0 else 0.72 if rotation == 45 else 1.0)
+    width = 2 * panel + 0.075 * longest_task + 0.5
+    height = 1.8 + 0.45 * n_tasks + label_height
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(1, 2, sharey=True)
     annotate = n_tasks * n_exp <= 400
+    fontsize = 7 if n_exp <= 12 else 6
+    uniform = 1.0 / n_exp if n_exp else None
     for ax, which, title in zip(axes, ("mean_weight", "top1_share"), ("mean gate weight", "top-1 share")):
         values = getattr(result, which)
         finite = [v for row in values for v in row if not math.isnan(v)]
-        top = max(finite, default=1.0) or 1.0  # colour scale 0..largest value, so small differences show
-        image = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=top, aspect="auto")
-        slanted = n_exp > 4
-        ax.set_xticks(range(n_exp), result.experts, rotation=45 if slanted else 0, ha="right" if slanted else "center")
+        top = max(1.0, max(finite, default=1.0))
+        norm = PowerNorm(0.5, vmin=0.0, vmax=top)
+        image = ax.imshow(values, cmap="viridis", norm=norm, aspect="auto")
+        ax.set_xticks(range(n_exp), result.experts, rotation=rotation, fontsize=8,
+                      ha="right" if rotation == 45 else "center", rotation_mode="anchor" if rotation == 45 else None)
         ax.set_yticks(range(n_tasks), result.tasks)
         ax.set_xlabel("expert")
         ax.set_title(title)
         if annotate:
             for i, row in enumerate(values):
                 for j, v in enumerate(row):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if v < 0.6 * top else "black")
-        fig.colorbar(image, ax=ax, shrink=0.8)
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=fontsize,
+                            color="white" if norm(v) < 0.6 else "black")
+        bar = fig.colorbar(image, ax=ax, shrink=0.8)
+        if uniform is not None:
+            bar.ax.axhline(uniform, color="#ff5a36", lw=2, ls="--", gid="chance")
+            bar.ax.set_ylabel(f"dashed: uniform routing (1/{n_exp} = {uniform:.2f})", fontsize=7)
+    axes[1].tick_params(labelleft=False)
     axes[0].set_ylabel("task")
     fig.suptitle(f"{result.method}: routing per task ({result.meta.get('split', '')} split)")
+    return fig
+
+
+def write_heatmap(result: RouterAnalysis, path: str | os.PathLike[str]) -> None:
+    """`heatmap_figure` as a PNG, written atomically."""
+    fig = heatmap_figure(result)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
 
 
-__all__ = ["FILES", "RouterAnalysis", "analyze_router", "expert_labels", "router_statistics", "sequences",
-           "write_heatmap", "write_router_analysis"]
+__all__ = ["FILES", "RouterAnalysis", "analyze_router", "expert_labels", "heatmap_figure", "router_statistics",
+           "sequences", "write_heatmap", "write_router_analysis"]

@@ -70,8 +70,11 @@ def load_lora_dir(path: str | os.PathLike[str], task: str, domain: str = "genera
 
 
 def load_library_loras(library: str | os.PathLike[str], model_name: str, tasks: Sequence[str]) -> list[LibraryLoRA]:
-    """The library adapters of `tasks` for `model_name`, hash-verified, in the given order."""
+    """The library adapters of `tasks` for `model_name`, hash-verified, in the given order.
+
+    A task is a LoRA's name, its folder or the task file it was built from (`loralab.library.names`)."""
     from loralab.library import Library, model_slug
+    from loralab.library.names import resolve_library_tasks
 
     if not tasks:
         raise UserInputError("--experts must name at least one library task")
@@ -80,7 +83,7 @@ def load_library_loras(library: str | os.PathLike[str], model_name: str, tasks: 
         raise UserInputError(f"library folder does not exist: {library}")
     slug = model_slug(model_name)
     loras = []
-    for task in tasks:
+    for task in resolve_library_tasks(lib, model_name, tasks):
         entry = lib.get(slug, task, verify=True)
         loras.append(load_lora_dir(entry.path, entry.task, entry.domain, entry.files.get("adapter_model.safetensors", "")))
     ranks = {lora.rank for lora in loras}

@@ -47,8 +47,9 @@ def merge_adapter(
     Args:
         adapter: A loralab method checkpoint or a PEFT adapter folder.
         out: Folder for the merged model (written atomically; must not exist).
-        task: The task to merge for (task-routed methods). A task the checkpoint was not trained on needs
-            `nearest_examples` > 0: MoRE then picks the nearest training task from that many train examples.
+        task: The task to merge for (task-routed methods): a training task's name, or its task file or library LoRA
+            folder (`loralab.library.names`). A task the checkpoint was not trained on needs `nearest_examples`
+            > 0: MoRE then picks the nearest training task from that many train examples.
         model: The base model; default: the one recorded in the adapter's metadata.
         nearest_examples: See `task`.
         allow_base_mismatch: Merge into `model` even though the adapter records another base model (module
@@ -97,10 +98,20 @@ def merge_adapter(
 
 def _resolve_task(net, lm, task: str | None, nearest_examples: int, data_dir, record: dict,
                   prec: Precision) -> str | None:
+    """The training task to merge for: `task` by name, or given by path (a task file or library LoRA folder of
+    one of the checkpoint's tasks: `loralab.library.names`); else, MoRE only, the nearest training task."""
+    from loralab.library.names import KnownTask, match_task
+
     if task is None or task in net.tasks:
         return task
+    match = match_task(task, [KnownTask(t) for t in net.tasks], where=f"this {net.method} checkpoint",
+                       option="task", data_dir=data_dir)
+    if match.name is not None:
+        logger.info("task %s is the checkpoint's training task %s", task, match.name)
+        return match.name
     if nearest_examples <= 0 or net.method != "more":
-        raise UserInputError(f"task {task!r}: this {net.method} checkpoint was trained on {net.tasks}; "
+        shown = task if match.task is None else f"{task} (task {match.task.name})"
+        raise UserInputError(f"task {shown!r}: this {net.method} checkpoint was trained on {net.tasks}; "
                              + ("pass --nearest N to pick the nearest training task from N examples"
                                 if net.method == "more" else "choose one of them"), param="task")
     from loralab.data import load_task
@@ -108,7 +119,7 @@ def _resolve_task(net, lm, task: str | None, nearest_examples: int, data_dir, re
     from loralab.training.hparams import LoRAHparams
     from loralab.moe.methods.more import nearest_task
 
-    unseen = load_task(task, data_dir=data_dir)
+    unseen = match.task or load_task(task, data_dir=data_dir)
     features = training_features(unseen, lm.tokenizer, LoRAHparams(), unseen.split("train", nearest_examples))
     collate = PadCollator(lm.tokenizer.pad_token_id or 0)
     batches = [collate(features[i:i + 8]) for i in range(0, len(features), 8)]

@@ -167,6 +167,11 @@ def train_method(
         t.split("train")
         if hp.val_every is not None and spec.trains:
             validation_examples(t, hp)
+    if experts and library is not None:  # names from here on: the checkpoint records the LoRAs' task names
+        from loralab.library.names import resolve_library_tasks
+
+        experts = resolve_library_tasks(library, model.name if isinstance(model, LoadedModel) else model, experts,
+                                        data_dir=data_dir)
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     set_seed(hp.seed)
     if spec.train is not None:

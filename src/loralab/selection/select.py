@@ -67,7 +67,9 @@ def select_experts(
         model: Base model: alias, local directory or hub id, or an already loaded `LoadedModel` (it is
             used as is and handed back unwrapped). Its name picks the library's adapters.
         library: Library folder (`loralab library build --out`).
-        task: Target task: suite name, task file, or a `Task`.
+        task: Target task: suite name, task file, or a `Task`. A task file named otherwise than the library LoRA
+            built from it (same training examples) takes that LoRA's name, and a library LoRA folder stands for its
+            task (`loralab.library.names`), so the own LoRA is recognised either way.
         k: How many LoRAs to choose, 1 to the number of candidates.
         exclude_own: Leave the target's own library LoRA out (leave-one-out). Each `Selection` records
             whether it was excluded, included, or absent from the library.
@@ -95,9 +97,9 @@ def select_experts(
         raise UserInputError(f"k must be an integer, got {k!r}", param="k")
     if out is not None:  # a file that is not our own selection is never replaced, and is refused before any work
         check_output_file(out, what="selection file", option="out", recognise=is_selection_file)
-    target = task if isinstance(task, Task) else load_task(task, data_dir=data_dir)
     model_name = model.name if isinstance(model, LoadedModel) else model
     lib, slug, entries = _library_entries(library, model_name)
+    target = task if isinstance(task, Task) else _target_task(task, lib, slug, entries, data_dir)
     own_in_library = any(e.task == target.name for e in entries)
     candidates = [e for e in entries if not (exclude_own and e.task == target.name)]
     own: OwnLoRA = ("excluded" if exclude_own else "included") if own_in_library else "absent"
@@ -179,6 +181,31 @@ def _plain_options(config: Any) -> dict[str, Any]:
         out[f.name] = os.fspath(value) if isinstance(value, os.PathLike) else \
             dict(value) if isinstance(value, Mapping) else value
     return out
+
+
+def _target_task(spec: str, lib: Library, slug: str, entries: list[AdapterEntry],
+                 data_dir: str | os.PathLike[str] | None) -> Task:
+    """The target task of `spec`: a name, a task file (named as the library LoRA it was built from, so that LoRA is
+    its own), or a library LoRA folder (its task, by name); see `loralab.library.names`."""
+    from loralab.errors import UnknownNameError
+    from loralab.library.names import KnownTask, match_task
+
+    match = match_task(spec, [KnownTask.from_entry(e) for e in entries], where=f"library {lib.root} (model {slug})",
+                       option="task", data_dir=data_dir)
+    if match.task is not None:
+        if match.name is not None and match.name != match.task.name:
+            logger.info("task %s has the training examples of library LoRA %s: named %s", spec, match.name,
+                        match.name)
+            match.task.name = match.name  # a task we just loaded: renaming it changes nothing else
+        return match.task
+    name = match.name or spec
+    try:
+        return load_task(name, data_dir=data_dir)
+    except UnknownNameError:
+        if name == spec:
+            raise
+        raise UserInputError(f"task {spec!r} is the library LoRA of task {name!r}, which is not a suite task: give "
+                             "the task file it was built from", param="task") from None
 
 
 def _library_entries(library: str | os.PathLike[str], model_name: str) -> tuple[Library, str, list[AdapterEntry]]:
