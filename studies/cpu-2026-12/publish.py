@@ -51,8 +51,8 @@ def findings_block() -> str:
         rows = [r for r in data.rows if r["cell_id"] in plan]
         results, _ = claim_results(meta.get("config") or {}, rows, data.outcomes)
         done = f"{len(rows)} of {len(plan)}"
-        for result in results:
-            lines.append(_row(title, result.claim, result, done))
+        for result in results:  # before every cell is done, a verdict is interim (the design's size is not reached)
+            lines.append(_row(title, result.claim, result, done, interim=len(rows) < len(plan)))
         notes.append(f"{title}: {done} cells done; report `studies/cpu-2026-12/results/{part}-report/report.md`.")
     notes.append(_merged_cost())
     return "\n".join([*lines, "", *[f"- {n}" for n in notes]])
@@ -72,7 +72,7 @@ def _merged_cost() -> str:
             f"{d['unmerged_ratio_median']:.3f}x; merged = unmerged logits to {d['max_abs_logit_diff']:.1e}).")
 
 
-def _row(title: str, claim: Any, result: Any, cells: str) -> str:
+def _row(title: str, claim: Any, result: Any, cells: str, interim: bool = False) -> str:
     def side(selector: Any) -> str:
         return ", ".join(f"{k}={'/'.join(map(str, v))}" for k, v in selector.items())
 
@@ -88,6 +88,8 @@ def _row(title: str, claim: Any, result: Any, cells: str) -> str:
         verdict = v.label
         if verdict == "inconclusive":
             verdict += f" (MDE {v.mde if v.mde_family is None else v.mde_family:.3f})"
+        if interim:
+            verdict = f"interim: {verdict}"
     return f"| {title} | “{claim.text}” ({claim.source}) | {measure} | {effect} | {p} | {verdict} | {cells} |"
 
 
