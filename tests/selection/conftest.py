@@ -7,6 +7,7 @@ import pytest
 from loralab.data import Example, Task
 from loralab.library import LoRAHparams, build_library
 from loralab.models import build_tiny_model
+from loralab.recipes.evaluate import export_task
 
 # Enough steps that each LoRA learns its own task's answer format, so ppl has something to find.
 LIB_HP = LoRAHparams(max_steps=12, batch_size=4, learning_rate=5e-2)
@@ -58,3 +59,12 @@ def tiny_library(tmp_path_factory, toy_tasks):
 @pytest.fixture
 def lm():
     return build_tiny_model("llama", seed=0)
+
+
+@pytest.fixture
+def parity_file(tiny_library, tmp_path):
+    """The parity toy task as files: a unified JSONL and a task YAML that gives it its domain tag."""
+    _, tasks = tiny_library
+    export_task(tasks["parity"], tmp_path / "parity.jsonl", split="all")
+    (tmp_path / "parity.yaml").write_text("name: parity\nsource: jsonl\npath: parity.jsonl\ndomain: math\n")
+    return tmp_path / "parity.yaml"

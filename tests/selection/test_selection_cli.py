@@ -5,16 +5,6 @@ from __future__ import annotations
 import pytest
 from helpers import run_cli
 
-from loralab.recipes.evaluate import export_task
-
-
-@pytest.fixture
-def parity_file(tiny_library, tmp_path):
-    """The parity toy task as files: a unified JSONL and a task YAML that gives it its domain tag."""
-    _, tasks = tiny_library
-    export_task(tasks["parity"], tmp_path / "parity.jsonl", split="all")
-    (tmp_path / "parity.yaml").write_text("name: parity\nsource: jsonl\npath: parity.jsonl\ndomain: math\n")
-    return tmp_path / "parity.yaml"
 
 
 def rows(out: str) -> list[list[str]]:

@@ -8,16 +8,7 @@ import json
 import pytest
 from helpers import run_cli
 
-from loralab.recipes.evaluate import export_task
 from loralab.selection import select_experts
-
-
-@pytest.fixture
-def parity_file(tiny_library, tmp_path):
-    _, tasks = tiny_library
-    export_task(tasks["parity"], tmp_path / "parity.jsonl", split="all")
-    (tmp_path / "parity.yaml").write_text("name: parity\nsource: jsonl\npath: parity.jsonl\ndomain: math\n")
-    return tmp_path / "parity.yaml"
 
 
 def select(monkeypatch, capsys, library, task, *args):
