@@ -6,7 +6,6 @@ import pytest
 from helpers import run_cli
 
 
-
 def rows(out: str) -> list[list[str]]:
     """The table's header and body rows as cells (rich draws cells between '┃' (header) or '│' characters)."""
     lines = [line.replace("┃", "│") for line in out.splitlines()]
