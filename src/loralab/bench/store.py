@@ -202,10 +202,12 @@ class Store:
                                   for i, o in enumerate(row.get("outcomes") or ())])
                 conn.execute("DELETE FROM failures WHERE cell_id = ?", (row["cell_id"],))
 
-    def put_failure(self, cell_id: str, bench: str, config: Mapping[str, Any], error: str) -> None:
+    def put_failure(self, cell_id: str, bench: str, config: Mapping[str, Any], error: str, *,
+                    failed_at: str | None = None) -> None:
+        """Record a failed cell (`failed_at`: now, unless a restore copies a recorded time)."""
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)",
-                         (cell_id, bench, dumps_json(config, sort_keys=True), error, now()))
+                         (cell_id, bench, dumps_json(config, sort_keys=True), error, failed_at or now()))
 
     def rows(self, *, volatile: bool = True) -> list[dict[str, Any]]:
         """Every finished cell as a dict (JSON columns decoded), ordered by cell id; `volatile=False` drops timing."""

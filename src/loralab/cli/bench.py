@@ -1,5 +1,5 @@
 """Comparisons and benchmarks: `compare` (method x task table), `bench` (a grid from YAML; `bench export`, its
-compact export), `report` (from its database or export)."""
+compact export; `bench restore`, a folder rebuilt from one), `report` (from its database or export)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ class _BenchGroup(TyperGroup):
 
 bench_app = typer.Typer(
     cls=_BenchGroup, rich_markup_mode=None,
-    help="Run a benchmark grid (`loralab bench [CONFIG]`), or export its database (`loralab bench export`).",
+    help="Run a benchmark grid (`loralab bench [CONFIG]`), export its database (`loralab bench export`), or "
+         "rebuild a folder from an export to resume there (`loralab bench restore`).",
     epilog=examples("loralab bench quickstart --dry-run",
                     "loralab bench export bench-quickstart/bench.sqlite quickstart.jsonl.gz"))
 app.add_typer(bench_app, name="bench")
@@ -192,6 +193,21 @@ def export_cmd(
     from loralab.bench import export_bench
 
     done(f"wrote {export_bench(db, out)}")
+
+
+@verb(bench_app, "restore", example="loralab bench restore results/more.jsonl.gz --out runs/more")
+def restore_cmd(
+    export: Annotated[Path, typer.Argument(help="Export file of `loralab bench export` (NAME.jsonl.gz or .jsonl).")],
+    out: Annotated[Path, out_option("Benchmark folder to create (absent or empty); `loralab bench GRID --out OUT` "
+                                    "then runs only the cells the export does not have.")],
+) -> None:
+    """Rebuild a benchmark folder's database from its export, to resume the run on another machine.
+
+    Rows, per-example outcomes, failures and the config are restored; adapters and checkpoints are not in an
+    export. The new database is read back and compared with the export before it is put in place."""
+    from loralab.bench.restore import restore_bench
+
+    done(f"wrote {restore_bench(export, out)}")
 
 
 @verb(app, "report", example=("loralab report bench-quickstart/bench.sqlite --out bench-quickstart/report",
