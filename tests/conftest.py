@@ -39,15 +39,16 @@ def _fake_cpu(monkeypatch, *, native: bool) -> None:
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
 
 
-@pytest.fixture(autouse=True)
-def _auto_is_fp32_unless_a_test_asks(monkeypatch):
-    """Every test sees a CPU without native bf16, so `auto` precision is fp32 whatever this machine has (tests of
-    the bf16 path ask for `cpu_with_bf16`, which overrides this); otherwise expected outputs would depend on
-    the CPU the suite runs on."""
+@pytest.fixture(autouse=True, scope="session")
+def _auto_is_fp32_unless_a_test_asks():
+    """The whole session (module- and session-scoped fixtures included) sees a CPU without native bf16, so `auto`
+    precision is fp32 whatever this machine has; tests of the bf16 path ask for `cpu_with_bf16`, which
+    overrides it for one test. Otherwise expected outputs would depend on the CPU the suite runs on."""
     from loralab.utils import precision
 
-    _fake_cpu(monkeypatch, native=False)
-    yield
+    with pytest.MonkeyPatch.context() as mp:
+        _fake_cpu(mp, native=False)
+        yield
     precision.cpu_bf16_features.cache_clear()
 
 

@@ -83,6 +83,10 @@ def test_cli_rerun_skips_everything_and_fresh_cli_run_matches(reference, monkeyp
 KILLED_RUN = """
 import importlib, sys, time
 from pathlib import Path
+import torch
+# the CPU the parent's conftest presents (no native bf16), so `auto` resolves as it does for the reference run
+torch.cpu._is_avx512_bf16_supported = lambda: False
+torch.cpu._is_amx_tile_supported = lambda: False
 module, name, at = importlib.import_module(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 real, calls = getattr(module, name), []
 def then_hang(*args, **kwargs):
