@@ -2,7 +2,7 @@
 
     loralab bench restore results/more.jsonl.gz --out runs/more     # then: loralab bench GRID --out runs/more
 
-    from loralab.bench.restore import restore_bench
+    from loralab.bench import restore_bench
     restore_bench("results/more.jsonl.gz", "runs/more")
 
 The export (`loralab bench export`) holds what deciding which cells to run reads: every finished cell's
@@ -37,8 +37,8 @@ def restore_bench(export: str | os.PathLike[str], out: str | os.PathLike[str]) -
     """Write `out`/bench.sqlite from the export `export` and mark `out` a benchmark folder; return the database."""
     data = read_export(Path(export))  # a file that is not an export is one error line, before anything is written
     folder = check_output_path(out, kind="dir", option="out")
-    if folder.is_dir() and any(folder.iterdir()):
-        names = sorted(p.name for p in folder.iterdir())
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if names:
         raise UserInputError(f"out {str(folder)!r} is not empty (it holds {', '.join(names[:5])}"
                              f"{', ...' if len(names) > 5 else ''}); a restore writes only into a new or empty "
                              "folder, never over a database: give another path", param="out")
